@@ -1,0 +1,382 @@
+#!/usr/bin/env bash
+# espnet-lw shared stage driver: one place for stages 1-13 of every lw1 recipe.
+#
+# Stage numbers and option names follow ESPnet's egs2/TEMPLATE/asr1/asr.sh so that an ESPnet user
+# knows them already; the implementation is this project's own (python -m espnet_lw.bin.*).
+# A recipe's run.sh sets corpus defaults and calls:  ./lw.sh [options] "$@"
+#
+# Every stage writes a marker (<dir>/.done.<name>) as its last act. A stage whose marker exists is
+# skipped with a message, so re-running a range never silently redoes or overwrites finished work;
+# pass --overwrite true to redo the selected stages (the old output is moved aside to *.old.<time>).
+set -euo pipefail
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (lw.sh:${BASH_LINENO[0]}) $*" >&2; }
+die() { echo "ERROR: $*" >&2; exit 1; }
+
+SECONDS=0
+command_line="$0 $*"
+
+# ----------------------------------------------------------------------------------------- options
+stage=1                 # first stage to run
+stop_stage=13           # last stage to run
+ngpu=0                  # number of GPUs for training (0: CPU)
+nj=2                    # parallel jobs for data preparation / formatting / statistics
+inference_nj=2          # parallel jobs for decoding
+gpu_inference=false     # decode on a GPU
+dumpdir=dump            # where formatted data go
+expdir=exp              # where models, statistics and decodings go
+overwrite=false         # redo stages whose .done marker exists (old output kept as *.old.<time>)
+python=python3          # python interpreter
+
+# data
+local_data_opts=""      # options passed to local/data.sh
+fs=16k                  # sampling rate of the audio (16k or 16000)
+audio_format=flac       # format of the files written in stage 3 (flac or wav)
+min_wav_duration=0.1    # stage 4: shorter utterances are dropped (seconds)
+max_wav_duration=20     # stage 4: longer utterances are dropped (seconds)
+speed_perturb_factors=""  # stage 2: e.g. "0.9 1.0 1.1"; empty skips speed perturbation
+
+# tokens
+token_type=bpe          # bpe or char
+nbpe=256                # sentencepiece vocabulary size
+bpemode=unigram         # sentencepiece model type: unigram or bpe
+bpe_train_text=""       # text to train sentencepiece on (default: the training set's text)
+bpe_char_cover=1.0      # sentencepiece character coverage
+oov="<unk>"
+blank="<blank>"
+sos_eos="<sos/eos>"
+
+# training (stage 11)
+asr_config=conf/reference_mini.yaml  # ESPnet training config of the reference model
+asr_tag=""              # name of the experiment dir (default: from the config file name)
+asr_args=""             # extra arguments for espnet_lw.bin.asr_train (e.g. "--max_epoch 5")
+asr_stats_dir=""        # default: ${expdir}/asr_stats_raw_<token_type>_<nbpe>
+feats_normalize=global_mvn
+
+# decoding (stage 12) and scoring (stage 13)
+inference_config=conf/decode_ctc_greedy.yaml
+inference_tag=""        # default: decode_<inference config name>_<model file>
+inference_args=""       # extra arguments for espnet_lw.bin.asr_inference
+inference_asr_model=valid.loss.ave.pth
+
+# sets
+train_set=""
+valid_set=""
+test_sets=""
+lang=en
+
+help_message="Usage: $0 [options]
+
+ESPnet-style ASR recipe driver of espnet-lw (stages follow egs2/TEMPLATE/asr1/asr.sh):
+   1  data preparation (local/data.sh)        8  (LM)  skipped: CTC decoding without an LM
+   2  speed perturbation                      9  (LM)  skipped
+   3  format wav into \${dumpdir}/raw         10  feature statistics (global MVN)
+   4  drop too long / too short utterances   11  training (reference model)
+   5  token list (sentencepiece BPE)         12  decoding (CTC greedy / prefix beam)
+ 6-7  (LM)  skipped                          13  scoring with sclite, RESULTS.md
+
+Options (default in brackets):
+  --stage N --stop_stage N     run stages N..M [${stage}..${stop_stage}]
+  --ngpu N                     GPUs for training [${ngpu}]
+  --nj N --inference_nj N      parallel jobs [${nj}, ${inference_nj}]
+  --gpu_inference BOOL         decode on GPU [${gpu_inference}]
+  --dumpdir DIR --expdir DIR   output dirs [${dumpdir}, ${expdir}]
+  --overwrite BOOL             redo finished stages, keeping old output aside [${overwrite}]
+  --local_data_opts STR        options for local/data.sh [${local_data_opts}]
+  --fs RATE --audio_format FMT [${fs}, ${audio_format}]
+  --min_wav_duration S --max_wav_duration S   [${min_wav_duration}, ${max_wav_duration}]
+  --speed_perturb_factors STR  e.g. \"0.9 1.0 1.1\" [${speed_perturb_factors}]
+  --token_type bpe|char --nbpe N --bpemode unigram|bpe --bpe_train_text FILE
+  --asr_config YAML --asr_tag NAME --asr_args STR
+  --inference_config YAML --inference_tag NAME --inference_args STR
+  --inference_asr_model FILE   model file in the experiment dir [${inference_asr_model}]
+  --train_set NAME --valid_set NAME --test_sets \"A B\"
+  --python EXE                 python interpreter [${python}]
+"
+
+# Parse --name value pairs into the variables above; unknown options are an error.
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -h|--help) echo "${help_message}"; exit 0 ;;
+        --*=*) name="${1%%=*}"; value="${1#*=}"; shift ;;
+        --*)
+            name="$1"
+            [ $# -ge 2 ] || die "option ${name} needs a value (see $0 --help)"
+            value="$2"; shift 2 ;;
+        *) die "unexpected argument '$1' (options look like --name value; see $0 --help)" ;;
+    esac
+    var="${name#--}"; var="${var//-/_}"
+    if ! [[ "${var}" =~ ^[a-z][a-z0-9_]*$ ]] || ! declare -p "${var}" >/dev/null 2>&1 \
+        || [[ " help_message command_line name value var " == *" ${var} "* ]]; then
+        die "unknown option ${name} (see $0 --help)"
+    fi
+    printf -v "${var}" '%s' "${value}"
+done
+
+[ -n "${train_set}" ] || die "--train_set is required"
+[ -n "${valid_set}" ] || die "--valid_set is required"
+[ -n "${test_sets}" ] || die "--test_sets is required"
+[[ "${stage}" =~ ^[0-9]+$ && "${stop_stage}" =~ ^[0-9]+$ ]] || die "--stage/--stop_stage must be integers"
+case "${overwrite}" in true|false) ;; *) die "--overwrite must be true or false" ;; esac
+case "${token_type}" in bpe|char) ;; *) die "--token_type must be bpe or char, got '${token_type}'" ;; esac
+
+# sampling rate as an integer
+case "${fs}" in *k) fs_int=$(( ${fs%k} * 1000 )) ;; *) fs_int=${fs} ;; esac
+
+# ----------------------------------------------------------------------------------------- names
+data_feats="${dumpdir}/raw"
+if [ "${token_type}" = bpe ]; then
+    token_dir="data/token_list/bpe_${bpemode}${nbpe}"
+    bpemodel="${token_dir}/bpe.model"
+    token_suffix="bpe"
+else
+    token_dir="data/token_list/char"
+    bpemodel=none
+    token_suffix="char"
+fi
+token_list="${token_dir}/tokens.txt"
+[ -n "${asr_stats_dir}" ] || asr_stats_dir="${expdir}/asr_stats_raw_${token_type}$( [ "${token_type}" = bpe ] && echo "${nbpe}")"
+if [ -z "${asr_tag}" ]; then
+    asr_tag="$(basename "${asr_config}" .yaml)_raw_${token_type}$( [ "${token_type}" = bpe ] && echo "${nbpe}")"
+fi
+asr_exp="${expdir}/asr_${asr_tag}"
+if [ -z "${inference_tag}" ]; then
+    inference_tag="decode_$(basename "${inference_config}" .yaml)_asr_model_${inference_asr_model%.*}"
+fi
+if [ -n "${speed_perturb_factors}" ]; then
+    train_set_sp="${train_set}_sp"
+else
+    train_set_sp="${train_set}"
+fi
+stage_times="${expdir}/stage_times.tsv"
+mkdir -p "${expdir}"
+
+# ----------------------------------------------------------------------------------------- helpers
+run_stage() {  # run_stage N "description": true when stage N is selected
+    [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]
+}
+
+is_done() {  # is_done MARKER: true when the marker exists and --overwrite is false
+    [ -e "$1" ] && [ "${overwrite}" = false ]
+}
+
+move_aside() {  # move_aside PATH: keep old output when --overwrite true redoes a stage
+    if [ -e "$1" ]; then
+        local dst
+        dst="$1.old.$(date +%Y%m%d%H%M%S)"
+        mv "$1" "${dst}"
+        log "kept the previous output as ${dst}"
+    fi
+}
+
+stage_start=0
+begin() { stage_start=${SECONDS}; log "Stage $1: $2"; }
+finish() {  # finish N "description" status
+    local secs=$(( SECONDS - stage_start ))
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "${secs}" "$3" >> "${stage_times}"
+    log "Stage $1 $3 in ${secs}s"
+}
+
+# ----------------------------------------------------------------------------------------- stages
+if run_stage 1; then
+    desc="data preparation"
+    begin 1 "${desc}"
+    marker="data/.done.stage1"
+    if is_done "${marker}"; then
+        log "stage 1 already done (${marker} exists): skipped; --overwrite true redoes it"
+        finish 1 "${desc}" skipped
+    else
+        [ -x local/data.sh ] || die "local/data.sh not found or not executable in $(pwd)"
+        # shellcheck disable=SC2086
+        local/data.sh ${local_data_opts}
+        for dset in "${train_set}" "${valid_set}" ${test_sets}; do
+            ${python} -m espnet_lw.bin.validate_data_dir "data/${dset}"
+        done
+        touch "${marker}"
+        finish 1 "${desc}" done
+    fi
+fi
+
+if run_stage 2; then
+    desc="speed perturbation"
+    begin 2 "${desc}"
+    if [ -z "${speed_perturb_factors}" ]; then
+        log "stage 2: no --speed_perturb_factors: skipped"
+        finish 2 "${desc}" skipped
+    elif is_done "data/${train_set_sp}/.done.stage2"; then
+        log "stage 2 already done (data/${train_set_sp}): skipped"
+        finish 2 "${desc}" skipped
+    else
+        [ "${overwrite}" = true ] && move_aside "data/${train_set_sp}"
+        ${python} -m espnet_lw.bin.speed_perturb --factors "${speed_perturb_factors}" \
+            "data/${train_set}" "data/${train_set_sp}"
+        touch "data/${train_set_sp}/.done.stage2"
+        finish 2 "${desc}" done
+    fi
+fi
+
+if run_stage 3; then
+    desc="format wav into ${data_feats}"
+    begin 3 "${desc}"
+    for dset in "${train_set_sp}" "${valid_set}" ${test_sets}; do
+        if [ "${dset}" = "${train_set_sp}" ]; then dst="${data_feats}/org/${dset}"; else dst="${data_feats}/${dset}"; fi
+        if is_done "${dst}/.done.stage3"; then
+            log "stage 3: ${dst} already formatted: skipped"
+            continue
+        fi
+        [ "${overwrite}" = true ] && move_aside "${dst}"
+        [ -d "data/${dset}" ] || die "data/${dset} does not exist: run stage 1 (and 2) first"
+        ${python} -m espnet_lw.bin.format_wav_scp --fs "${fs_int}" --audio_format "${audio_format}" \
+            --nj "${nj}" "data/${dset}" "${dst}"
+        touch "${dst}/.done.stage3"
+    done
+    finish 3 "${desc}" done
+fi
+
+if run_stage 4; then
+    desc="remove utterances shorter than ${min_wav_duration}s / longer than ${max_wav_duration}s or without text"
+    begin 4 "${desc}"
+    dst="${data_feats}/${train_set_sp}"
+    if is_done "${dst}/.done.stage4"; then
+        log "stage 4: ${dst} already filtered: skipped"
+        finish 4 "${desc}" skipped
+    else
+        [ "${overwrite}" = true ] && move_aside "${dst}"
+        [ -d "${data_feats}/org/${train_set_sp}" ] || die "${data_feats}/org/${train_set_sp} does not exist: run stage 3 first"
+        ${python} -m espnet_lw.bin.filter_data_dir --fs "${fs_int}" \
+            --min_wav_duration "${min_wav_duration}" --max_wav_duration "${max_wav_duration}" \
+            "${data_feats}/org/${train_set_sp}" "${dst}"
+        touch "${dst}/.done.stage4"
+        finish 4 "${desc}" done
+    fi
+fi
+
+if run_stage 5; then
+    desc="token list (${token_type})"
+    begin 5 "${desc}"
+    if is_done "${token_dir}/.done.stage5"; then
+        log "stage 5: ${token_list} already exists: skipped"
+        finish 5 "${desc}" skipped
+    else
+        [ "${overwrite}" = true ] && move_aside "${token_dir}"
+        [ -n "${bpe_train_text}" ] || bpe_train_text="${data_feats}/${train_set_sp}/text"
+        [ -s "${bpe_train_text}" ] || die "${bpe_train_text} is missing or empty: run stages 1-4 first"
+        ${python} -m espnet_lw.bin.make_token_list --token_type "${token_type}" --nbpe "${nbpe}" \
+            --bpemode "${bpemode}" --character_coverage "${bpe_char_cover}" \
+            --oov "${oov}" --blank "${blank}" --sos_eos "${sos_eos}" \
+            --text "${bpe_train_text}" --out_dir "${token_dir}"
+        touch "${token_dir}/.done.stage5"
+        finish 5 "${desc}" done
+    fi
+fi
+
+for n in 6 7 8 9; do
+    if run_stage "${n}"; then
+        begin "${n}" "language model"
+        log "stage ${n}: skipped: this recipe decodes CTC without a language model"
+        finish "${n}" "language model (not used)" skipped
+    fi
+done
+
+# Arguments shared by statistics collection and training.
+common_train_args() {
+    echo --use_preprocessor true --token_type "${token_type}" --token_list "${token_list}" \
+        --bpemodel "${bpemodel}" --non_linguistic_symbols none --cleaner none --g2p none \
+        --train_data_path_and_name_and_type "${data_feats}/${train_set_sp}/wav.scp,speech,sound" \
+        --train_data_path_and_name_and_type "${data_feats}/${train_set_sp}/text,text,text" \
+        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/wav.scp,speech,sound" \
+        --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text"
+}
+
+if run_stage 10; then
+    desc="feature statistics for ${feats_normalize}"
+    begin 10 "${desc}"
+    if is_done "${asr_stats_dir}/.done.stage10"; then
+        log "stage 10: ${asr_stats_dir} already has statistics: skipped"
+        finish 10 "${desc}" skipped
+    else
+        [ "${overwrite}" = true ] && move_aside "${asr_stats_dir}"
+        [ -f "${token_list}" ] || die "${token_list} does not exist: run stage 5 first"
+        [ -f "${asr_config}" ] || die "${asr_config}: no such config (see conf/ for the shipped ones)"
+        # shellcheck disable=SC2046
+        ${python} -m espnet_lw.bin.collect_stats --nj "${nj}" --output_dir "${asr_stats_dir}" \
+            --config "${asr_config}" $(common_train_args) ${asr_args}
+        touch "${asr_stats_dir}/.done.stage10"
+        finish 10 "${desc}" done
+    fi
+fi
+
+if run_stage 11; then
+    desc="training ${asr_exp}"
+    begin 11 "${desc}"
+    if is_done "${asr_exp}/.done.stage11"; then
+        log "stage 11: ${asr_exp} is trained (${asr_exp}/.done.stage11): skipped"
+        finish 11 "${desc}" skipped
+    else
+        [ "${overwrite}" = true ] && move_aside "${asr_exp}"
+        [ -f "${asr_stats_dir}/train/feats_stats.npz" ] || die "${asr_stats_dir}/train/feats_stats.npz missing: run stage 10 first"
+        [ -f "${asr_config}" ] || die "${asr_config}: no such config (see conf/ for the shipped ones)"
+        mkdir -p "${asr_exp}"
+        log "training log: ${asr_exp}/train.log (resumes from ${asr_exp}/checkpoint.pth if present)"
+        # shellcheck disable=SC2046,SC2086
+        ${python} -m espnet_lw.bin.asr_train --config "${asr_config}" --output_dir "${asr_exp}" \
+            --ngpu "${ngpu}" --resume true \
+            --frontend_conf fs="${fs}" \
+            --normalize "${feats_normalize}" --normalize_conf stats_file="${asr_stats_dir}/train/feats_stats.npz" \
+            --train_shape_file "${asr_stats_dir}/train/speech_shape" \
+            --train_shape_file "${asr_stats_dir}/train/text_shape.${token_suffix}" \
+            --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
+            --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_suffix}" \
+            $(common_train_args) ${asr_args} >> "${asr_exp}/train.log" 2>&1 &
+        train_pid=$!
+        # show one line per epoch while the full log goes to train.log
+        tail -n 0 -F --pid="${train_pid}" "${asr_exp}/train.log" 2>/dev/null \
+            | grep --line-buffered -E "epoch results|ERROR|Traceback|Error:" >&2 || true
+        rc=0; wait "${train_pid}" || rc=$?
+        [ "${rc}" -eq 0 ] || die "training failed (exit ${rc}): see ${asr_exp}/train.log; last lines:
+$(tail -n 15 "${asr_exp}/train.log")"
+        [ -f "${asr_exp}/${inference_asr_model}" ] || die "training ended without ${asr_exp}/${inference_asr_model}: see ${asr_exp}/train.log"
+        touch "${asr_exp}/.done.stage11"
+        finish 11 "${desc}" done
+    fi
+fi
+
+if run_stage 12; then
+    desc="decoding ${asr_exp}/${inference_tag}"
+    begin 12 "${desc}"
+    [ -f "${asr_exp}/${inference_asr_model}" ] || die "${asr_exp}/${inference_asr_model} not found: run stage 11 first"
+    for dset in ${test_sets}; do
+        out="${asr_exp}/${inference_tag}/${dset}"
+        if is_done "${out}/.done.stage12"; then
+            log "stage 12: ${out} already decoded: skipped"
+            continue
+        fi
+        [ "${overwrite}" = true ] && move_aside "${out}"
+        device_args="--ngpu 0"
+        [ "${gpu_inference}" = true ] && device_args="--ngpu 1"
+        # shellcheck disable=SC2086
+        ${python} -m espnet_lw.bin.asr_inference --config "${inference_config}" \
+            --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_asr_model}" \
+            --data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound" \
+            --output_dir "${out}" --nj "${inference_nj}" ${device_args} ${inference_args}
+        touch "${out}/.done.stage12"
+    done
+    finish 12 "${desc}" done
+fi
+
+if run_stage 13; then
+    desc="scoring ${asr_exp}/${inference_tag}"
+    begin 13 "${desc}"
+    for dset in ${test_sets}; do
+        out="${asr_exp}/${inference_tag}/${dset}"
+        [ -f "${out}/text" ] || die "${out}/text not found: run stage 12 first"
+        ${python} -m espnet_lw.bin.score_sclite --ref "${data_feats}/${dset}/text" --hyp "${out}/text" \
+            --utt2spk "${data_feats}/${dset}/utt2spk" --out "${out}"
+    done
+    finish 13 "${desc}" done
+    ${python} -m espnet_lw.bin.make_results --exp_dir "${expdir}" --out RESULTS.md \
+        --command "${command_line}" --stage_times "${stage_times}"
+    log "wrote $(pwd)/RESULTS.md"
+fi
+
+log "Successfully finished stages ${stage}-${stop_stage} in ${SECONDS}s"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# mini_synth: the embedded synthetic-speech corpus (espeak-ng voices, LibriSpeech layout).
+# Builds everything offline: corpus -> reference model -> decoding -> sclite -> RESULTS.md.
+#   ./run.sh                              # stages 1-13 with the defaults below
+#   ./run.sh --stage 12 --stop_stage 13   # any range again; finished stages are skipped
+#   ./run.sh --local_data_opts "--size tiny" --asr_args "--max_epoch 1"   # a quick smoke run
+# All options: ./lw.sh --help
+set -euo pipefail
+cd "$(dirname "$0")"
+
+train_set=train
+valid_set=dev
+test_sets="dev test field"
+
+./lw.sh \
+    --train_set "${train_set}" \
+    --valid_set "${valid_set}" \
+    --test_sets "${test_sets}" \
+    --token_type bpe --nbpe 256 \
+    --asr_config conf/reference_mini.yaml \
+    --inference_config conf/decode_ctc_greedy.yaml \
+    --min_wav_duration 0.3 --max_wav_duration 20 \
+    "$@"

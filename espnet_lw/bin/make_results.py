@@ -1,0 +1,384 @@
+"""Stage 13 (end): collect sclite results into an ESPnet-style ``RESULTS.md``.
+
+Usage::
+
+    python -m espnet_lw.bin.make_results --exp_dir exp [--out RESULTS.md] \\
+        [--command "./run.sh --stage 1"] [--stage_times exp/stage_times.tsv] \\
+        [--title "mini_synth lw1"] [--date 2025-01-01] [--hardware "1x H100"]
+
+Scans ``EXP_DIR/*/decode_*/*/score_{wer,cer}/result.txt`` (the layout written by
+``python -m espnet_lw.bin.score_sclite``) and writes:
+
+* ``# RESULTS`` with an *Environments* section: date, OS, python, torch, espnet and
+  espnet_lw versions, the git commit of the repository holding ``--out`` (and
+  whether it had uncommitted changes), CPU and GPU;
+* the command that produced the results (``--command``);
+* a table of stage wall times from ``--stage_times`` (TSV lines
+  ``stage<TAB>description<TAB>seconds<TAB>status``; default
+  ``EXP_DIR/stage_times.tsv``, skipped with a warning when missing);
+* for every model directory ``## <exp dir>/<model>``, its parameter count when
+  ``params.txt`` or ``num_params.txt`` exists there, then ``### WER`` and
+  ``### CER`` tables with one row per ``decode_*/<dataset>``::
+
+      |dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|
+      |---|---|---|---|---|---|---|---|---|
+      |decode_asr/test|100|1234|90.1|7.8|2.1|1.2|11.1|55.0|
+
+Rates are sclite's ``Sum/Avg`` percentages with one decimal.  Rows and sections are
+sorted by name, so the file depends only on the inputs (and the date; pass
+``--date`` to pin it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import logging
+import os
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from espnet_lw.scoring import SCORE_TYPES, ScoreSummary, parse_result
+from espnet_lw.utils.cli import UserError, run_main, setup_logging
+
+#: files in a model dir that may hold its parameter count
+PARAM_FILES = ("params.txt", "num_params.txt")
+
+
+# ---------------------------------------------------------------------------
+# collecting results
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ResultRow:
+    """One scored data set: ``model/decode/dataset`` and its sclite summary."""
+
+    model: str
+    decode: str
+    dataset: str
+    score_type: str
+    summary: ScoreSummary
+
+
+def collect_results(exp_dir: Path) -> List[ResultRow]:
+    """Find and parse every ``*/decode_*/*/score_{wer,cer}/result.txt`` under ``exp_dir``."""
+    rows: List[ResultRow] = []
+    for score_type in SCORE_TYPES:
+        for result in exp_dir.glob(f"*/decode_*/*/score_{score_type}/result.txt"):
+            dataset_dir = result.parent.parent
+            decode_dir = dataset_dir.parent
+            rows.append(
+                ResultRow(
+                    model=decode_dir.parent.name,
+                    decode=decode_dir.name,
+                    dataset=dataset_dir.name,
+                    score_type=score_type,
+                    summary=parse_result(result),
+                )
+            )
+    rows.sort(key=lambda r: (r.model, r.score_type, r.decode, r.dataset))
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# stage times
+# ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StageTime:
+    """One line of the stage-times TSV."""
+
+    stage: str
+    description: str
+    seconds: float
+    status: str
+
+
+def read_stage_times(path: Path) -> List[StageTime]:
+    """Parse ``stage<TAB>description<TAB>seconds<TAB>status`` lines (a header line is allowed)."""
+    out: List[StageTime] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cells = line.rstrip("\n").split("\t")
+        if lineno == 1 and cells[0].strip().lower() == "stage":
+            continue  # header
+        if len(cells) < 3:
+            raise UserError(
+                f"line {lineno}: expected 'stage<TAB>description<TAB>seconds<TAB>status', got {line!r}",
+                path=str(path),
+                fix="fix or delete the line (the recipe driver appends one line per stage run)",
+            )
+        try:
+            seconds = float(cells[2])
+        except ValueError:
+            raise UserError(f"line {lineno}: seconds {cells[2]!r} is not a number", path=str(path),
+                            fix="the third column must be the wall time in seconds") from None
+        status = cells[3].strip() if len(cells) > 3 else ""
+        out.append(StageTime(cells[0].strip(), cells[1].strip(), seconds, status))
+    return out
+
+
+def human_duration(seconds: float) -> str:
+    """``3725.4`` -> ``1h02m05s``; ``65`` -> ``1m05s``; ``4.2`` -> ``4.2s``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    total = int(round(seconds))
+    h, rest = divmod(total, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# ---------------------------------------------------------------------------
+# environment
+# ---------------------------------------------------------------------------
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _espnet_lw_version() -> str:
+    try:
+        return importlib.metadata.version("espnet_lw")
+    except importlib.metadata.PackageNotFoundError:
+        import espnet_lw
+
+        return getattr(espnet_lw, "__version__", "unknown") + " (source tree)"
+
+
+def _run(cmd: List[str], cwd: Optional[Path] = None) -> Optional[str]:
+    """stdout of ``cmd`` stripped, or ``None`` if it fails or is missing."""
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def git_description(where: Path) -> List[str]:
+    """Markdown bullet lines about the git commit of the repository containing ``where``."""
+    head = _run(["git", "rev-parse", "HEAD"], cwd=where)
+    if not head:
+        return ["- Git hash: not a git checkout (or git missing)"]
+    lines = [f"- Git hash: `{head}`"]
+    date = _run(["git", "log", "-1", "--format=%cd"], cwd=where)
+    if date:
+        lines.append(f"  - Commit date: `{date}`")
+    dirty = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where)
+    if dirty:
+        lines.append("  - with uncommitted changes to tracked files")
+    return lines
+
+
+def cpu_description() -> str:
+    """``<model name> (<n> cores)`` from /proc/cpuinfo, else platform.processor()."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown"
+    return f"{name} ({os.cpu_count()} logical cores)"
+
+
+def gpu_description() -> str:
+    """GPU names/memory from ``nvidia-smi``, or ``none detected``."""
+    out = _run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"])
+    if not out:
+        return "none detected"
+    gpus = [g.strip() for g in out.splitlines() if g.strip()]
+    counts: Dict[str, int] = {}
+    for g in gpus:
+        counts[g] = counts.get(g, 0) + 1
+    return ", ".join(f"{n}x {g}" for g, n in counts.items())
+
+
+def environment_lines(repo_dir: Path, date: str, hardware: Optional[str]) -> List[str]:
+    """The ``## Environments`` section."""
+    lines = [
+        "## Environments",
+        f"- date: `{date}`",
+        f"- OS: `{platform.platform()}`",
+        f"- python version: `{platform.python_version()}`",
+        f"- pytorch version: `{_version('torch')}`",
+        f"- espnet version: `{_version('espnet')}`",
+        f"- espnet_lw version: `{_espnet_lw_version()}`",
+    ]
+    lines += git_description(repo_dir)
+    lines.append(f"- CPU: `{cpu_description()}`")
+    lines.append(f"- GPU: `{gpu_description()}`")
+    if hardware:
+        lines.append(f"- hardware note: {hardware}")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# model info
+# ---------------------------------------------------------------------------
+def format_params(text: str) -> Optional[str]:
+    """``"1234567"`` -> ``"1.23 M (1,234,567)"``; ``"12.5M"`` is kept; ``None`` if empty."""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not first:
+        return None
+    m = re.fullmatch(r"(?:[A-Za-z_ ]*[:=]\s*)?([\d,_]+)", first)
+    if m:
+        n = int(re.sub(r"[,_]", "", m.group(1)))
+        return f"{n / 1e6:.2f} M ({n:,})"
+    return first
+
+
+def model_params(model_dir: Path) -> Optional[str]:
+    """Parameter count from the first existing :data:`PARAM_FILES` file."""
+    for name in PARAM_FILES:
+        path = model_dir / name
+        if path.is_file():
+            return format_params(path.read_text(encoding="utf-8", errors="replace"))
+    return None
+
+
+# ---------------------------------------------------------------------------
+# rendering
+# ---------------------------------------------------------------------------
+def _cell(text: str) -> str:
+    """Make ``text`` safe inside a markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table(rows: List[ResultRow]) -> List[str]:
+    """A markdown score table."""
+    header = "|dataset|" + "|".join(ScoreSummary.COLUMNS) + "|"
+    sep = "|" + "---|" * (len(ScoreSummary.COLUMNS) + 1)
+    body = [f"|{r.decode}/{r.dataset}|" + "|".join(r.summary.row()) + "|" for r in rows]
+    return [header, sep, *body]
+
+
+def display_model_dir(exp_dir: Path, model: str, out_dir: Path) -> str:
+    """How a model dir is named in a heading: relative to RESULTS.md when possible."""
+    model_dir = (exp_dir / model).resolve()
+    try:
+        return model_dir.relative_to(out_dir.resolve()).as_posix()
+    except ValueError:
+        return f"{exp_dir.resolve().name}/{model}"
+
+
+def render(
+    rows: List[ResultRow],
+    exp_dir: Path,
+    out_path: Path,
+    env: List[str],
+    command: Optional[str],
+    stage_times: Optional[List[StageTime]],
+    title: Optional[str],
+) -> str:
+    """Build the whole RESULTS.md text."""
+    lines: List[str] = ["<!-- Generated by python -m espnet_lw.bin.make_results -->", "# RESULTS"]
+    if title:
+        lines += ["", title]
+    lines += ["", *env, ""]
+
+    lines += ["## Command", ""]
+    if command:
+        lines += ["```sh", command, "```"]
+    else:
+        lines.append("not recorded (pass --command)")
+    lines.append("")
+
+    lines += ["## Stage wall times", ""]
+    if stage_times:
+        lines += ["|stage|description|seconds|time|status|", "|---|---|---|---|---|"]
+        for st in stage_times:
+            lines.append(
+                f"|{_cell(st.stage)}|{_cell(st.description)}|{st.seconds:.1f}|"
+                f"{human_duration(st.seconds)}|{_cell(st.status)}|"
+            )
+        total = sum(st.seconds for st in stage_times)
+        lines.append(f"|total||{total:.1f}|{human_duration(total)}||")
+    else:
+        lines.append("not available")
+    lines.append("")
+
+    models = sorted({r.model for r in rows})
+    for model in models:
+        lines.append(f"## {display_model_dir(exp_dir, model, out_path.parent)}")
+        params = model_params(exp_dir / model)
+        if params:
+            lines += ["", f"- number of parameters: {params}"]
+        for score_type in SCORE_TYPES:
+            selected = [r for r in rows if r.model == model and r.score_type == score_type]
+            if selected:
+                lines += ["", f"### {score_type.upper()}", "", *table(selected)]
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """Command-line options."""
+    p = argparse.ArgumentParser(
+        description="Write an ESPnet-style RESULTS.md from exp/*/decode_*/*/score_{wer,cer}/result.txt.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--exp_dir", default="exp", help="experiment root to scan")
+    p.add_argument("--out", default="RESULTS.md", help="markdown file to write")
+    p.add_argument("--command", default=None, help="the command that produced the results")
+    p.add_argument("--stage_times", default=None,
+                   help="stage wall-time TSV (stage, description, seconds, status); "
+                   "default: EXP_DIR/stage_times.tsv if it exists")
+    p.add_argument("--title", default=None, help="a line of text under the '# RESULTS' heading")
+    p.add_argument("--date", default=None,
+                   help="date to print (default: now, 'YYYY-MM-DD HH:MM:SS TZ'); pin it for reproducible files")
+    p.add_argument("--hardware", default=None,
+                   help="free text about the machine the models ran on, if not this one")
+    p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Entry point."""
+    args = get_parser().parse_args(argv)
+    setup_logging(args.log_level)
+    exp_dir = Path(args.exp_dir)
+    if not exp_dir.is_dir():
+        raise UserError("experiment directory not found", path=str(exp_dir), fix="check --exp_dir")
+    rows = collect_results(exp_dir)
+    if not rows:
+        raise UserError(
+            "no scoring results (*/decode_*/*/score_{wer,cer}/result.txt) found",
+            path=str(exp_dir),
+            fix="run the scoring stage (python -m espnet_lw.bin.score_sclite) first",
+        )
+
+    stage_times: Optional[List[StageTime]] = None
+    st_path = Path(args.stage_times) if args.stage_times else exp_dir / "stage_times.tsv"
+    if st_path.is_file():
+        stage_times = read_stage_times(st_path)
+    elif args.stage_times:
+        logging.warning("%s: stage-times file not found; RESULTS.md will say 'not available'", st_path)
+
+    out_path = Path(args.out)
+    date = args.date or datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+    repo_dir = out_path.resolve().parent
+    while not repo_dir.exists():
+        repo_dir = repo_dir.parent
+    env = environment_lines(repo_dir, date, args.hardware)
+    text = render(rows, exp_dir, out_path, env, args.command, stage_times, args.title)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, out_path)
+    n_models = len({r.model for r in rows})
+    logging.info("wrote %s (%d model(s), %d table row(s))", out_path, n_models, len(rows))
+
+
+if __name__ == "__main__":
+    run_main(main)

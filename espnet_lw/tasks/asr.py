@@ -1,0 +1,30 @@
+"""The plugin's ASR task: ESPnet's ``ASRTask`` with espnet-lw's model classes registered.
+
+ESPnet picks a model class by name (``model: lw_ctc`` in the YAML) from
+``espnet2.tasks.asr.model_choices``. That registry lives in the process, so every espnet-lw
+entry point imports this module (which registers the classes) before calling ESPnet.
+"""
+
+from __future__ import annotations
+
+from espnet_lw.utils.quiet import import_quietly
+
+_asr = import_quietly("espnet2.tasks.asr")
+
+from espnet_lw.models.linear_ctc import LinearCTCModel  # noqa: E402
+
+#: model name in YAML -> class; later issues add the EncRL model here.
+LW_MODELS = {"lw_ctc": LinearCTCModel}
+
+
+def register_models() -> None:
+    """Add espnet-lw's model classes to ESPnet's ``model_choices`` (idempotent)."""
+    for name, cls in LW_MODELS.items():
+        _asr.model_choices.classes[name] = cls
+
+
+register_models()
+
+
+class LWASRTask(_asr.ASRTask):
+    """ESPnet's ASR task, knowing the ``lw_*`` model classes."""

@@ -1,0 +1,47 @@
+"""Small helpers shared by every ``python -m espnet_lw.bin.*`` entry point."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import NoReturn
+
+LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+
+
+class UserError(RuntimeError):
+    """A problem with the user's input: printed as one clear line, no traceback."""
+
+    def __init__(self, what: str, path: str | None = None, fix: str | None = None):
+        self.what = what
+        self.path = path
+        self.fix = fix
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        msg = f"{self.path}: {self.what}" if self.path else self.what
+        if self.fix:
+            msg += f"\n  fix: {self.fix}"
+        return msg
+
+
+def setup_logging(level: str | int = "INFO") -> None:
+    """Configure root logging to stderr in ESPnet's format."""
+    if isinstance(level, str):
+        level = getattr(logging, level.upper())
+    logging.basicConfig(level=level, format=LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+def die(what: str, path: str | None = None, fix: str | None = None) -> NoReturn:
+    """Print ``ERROR: <path>: <what>`` (+ the fix) on stderr and exit with status 1."""
+    print("ERROR: " + UserError(what, path, fix).format(), file=sys.stderr)
+    sys.exit(1)
+
+
+def run_main(main, argv=None) -> None:
+    """Run ``main(argv)``; a :class:`UserError` becomes a clean one-line error, exit 1."""
+    try:
+        main(argv)
+    except UserError as e:
+        print("ERROR: " + e.format(), file=sys.stderr)
+        sys.exit(1)
