@@ -27,6 +27,7 @@ dumpdir=dump            # where formatted data go
 expdir=exp              # where models, statistics and decodings go
 overwrite=false         # redo stages whose .done marker exists (old output kept as *.old.<time>)
 python=python3          # python interpreter
+required_tools=sox,sclite  # checked before any stage runs (local/data.sh checks its own)
 
 # data
 local_data_opts=""      # options passed to local/data.sh
@@ -178,6 +179,9 @@ finish() {  # finish N "description" status
 }
 
 # ----------------------------------------------------------------------------------------- stages
+# Fail early, before any work, when a system tool or Python package is missing.
+${python} -m espnet_lw.bin.check_tools --need "${required_tools}" || die "install the missing tools above, then re-run"
+
 if run_stage 1; then
     desc="data preparation"
     begin 1 "${desc}"

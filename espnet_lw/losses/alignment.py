@@ -1,0 +1,313 @@
+"""Losses that pull a student encoder's output towards a frozen reference encoder's output.
+
+Two families, both on padded ``(B, T, D)`` tensors with per-utterance lengths:
+
+* :func:`clip_loss` -- CLIP-style contrastive loss: a similarity matrix between student rows and
+  reference rows, cross-entropy towards the diagonal in both directions (student->reference and
+  reference->student), averaged. Rows are either one time-averaged vector per utterance
+  (``level="utterance"``: ``B x B`` logits) or single frames (``level="frame"``: every valid
+  frame of the batch against every other, ``N x N`` logits).
+* :func:`mse_loss` -- mean squared error over the valid frames (mean over frames and dims).
+
+:class:`AlignmentLoss` combines them from a YAML dict (the ``alignment`` key of an EncRL
+model's ``model_conf``)::
+
+    alignment:
+      clip: {weight: 1.0, level: utterance, temperature: 0.07, learnable_temperature: false,
+             normalize: false, projection: false, proj_dim: null, max_frames: 4096}
+      mse:  {weight: 1.0, target: ctc_logp}     # encoder | ctc_logp | both
+
+A term is active when its key is present and its weight is > 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+
+def length_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:
+    """``(B, max_len)`` bool mask, True on the valid frames."""
+    return torch.arange(max_len, device=lens.device)[None, :] < lens[:, None]
+
+
+class LearnableTemperature(torch.nn.Module):
+    """A learnable softmax temperature, stored as ``log(1 / T)`` as in CLIP.
+
+    The logit scale ``1 / T`` is clamped to at most ``max_scale`` (CLIP uses 100), so the
+    temperature cannot collapse towards 0 and blow up the logits.
+    """
+
+    def __init__(self, init: float = 0.07, max_scale: float = 100.0):
+        super().__init__()
+        if init <= 0:
+            raise ValueError(f"temperature must be > 0, got {init}")
+        self.max_scale = float(max_scale)
+        self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / init)))
+
+    def scale(self) -> torch.Tensor:
+        """Logit scale ``1 / T`` (clamped)."""
+        return self.log_scale.exp().clamp(max=self.max_scale)
+
+    def forward(self) -> torch.Tensor:
+        """The current temperature ``T``."""
+        return 1.0 / self.scale()
+
+
+TemperatureLike = Union[float, LearnableTemperature]
+
+
+def _logit_scale(temperature: TemperatureLike, ref: torch.Tensor) -> torch.Tensor:
+    if isinstance(temperature, LearnableTemperature):
+        return temperature.scale().to(ref.dtype)
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return torch.tensor(1.0 / float(temperature), dtype=ref.dtype, device=ref.device)
+
+
+def utterance_means(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Time average of each utterance over its valid frames: ``(B, T, D) -> (B, D)``."""
+    mask = length_mask(lens, x.size(1)).to(x.dtype).unsqueeze(-1)
+    return (x * mask).sum(1) / lens.clamp(min=1).to(x.dtype).unsqueeze(-1)
+
+
+def valid_frames(
+    x: torch.Tensor,
+    lens: torch.Tensor,
+    index: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """The valid frames of the batch, stacked: ``(B, T, D) -> (N, D)`` (optionally ``[index]``)."""
+    frames = x[length_mask(lens, x.size(1))]
+    return frames if index is None else frames[index]
+
+
+def symmetric_cross_entropy(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """CLIP loss for rows ``a`` (M, D) against rows ``b`` (M, D); the i-th rows are positives."""
+    logits = scale * (a @ b.t())
+    target = torch.arange(a.size(0), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def clip_loss(
+    student: torch.Tensor,
+    reference: torch.Tensor,
+    s_lens: torch.Tensor,
+    r_lens: Optional[torch.Tensor] = None,
+    level: str = "utterance",
+    temperature: TemperatureLike = 0.07,
+    normalize: bool = False,
+    max_frames: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Symmetric contrastive (CLIP) loss between student and reference encoder outputs.
+
+    Args:
+        student: ``(B, T, D)`` student encoder output (padded).
+        reference: ``(B, T', D)`` reference encoder output (same ``D``; project first if not).
+        s_lens, r_lens: ``(B,)`` valid lengths (``r_lens`` defaults to ``s_lens``).
+        level: ``"utterance"`` (time-averaged rows, ``B x B`` logits) or ``"frame"``
+            (every valid student frame picks its own reference frame among all valid frames of
+            the batch, ``N x N`` logits; needs ``T == T'`` and equal lengths).
+        temperature: a float or a :class:`LearnableTemperature`; logits are ``sim / T``.
+        normalize: L2-normalise the rows first (cosine similarity).
+        max_frames: ``level="frame"`` only: use a random subset of at most this many frames
+            (memory is quadratic in N); drawn from ``generator`` (deterministic when seeded).
+    Returns:
+        scalar loss (0-dim tensor).
+    """
+    if r_lens is None:
+        r_lens = s_lens
+    if student.size(-1) != reference.size(-1):
+        raise ValueError(
+            f"clip_loss: student dim {student.size(-1)} != reference dim {reference.size(-1)}; "
+            "use a projection head"
+        )
+    if level == "utterance":
+        a = utterance_means(student, s_lens)
+        b = utterance_means(reference, r_lens)
+    elif level == "frame":
+        if not torch.equal(s_lens.cpu(), r_lens.cpu()):
+            raise ValueError(
+                f"clip_loss(level='frame'): student and reference lengths differ "
+                f"({s_lens.tolist()} vs {r_lens.tolist()})"
+            )
+        n = int(s_lens.sum())
+        index = None
+        if max_frames is not None and n > max_frames:
+            index = torch.randperm(n, generator=generator)[:max_frames].sort().values
+            index = index.to(student.device)
+        a = valid_frames(student, s_lens, index)
+        b = valid_frames(reference, r_lens, index)
+    else:
+        raise ValueError(f"clip_loss: level must be 'utterance' or 'frame', got {level!r}")
+    if normalize:
+        a = F.normalize(a, dim=-1)
+        b = F.normalize(b, dim=-1)
+    return symmetric_cross_entropy(a, b, _logit_scale(temperature, a))
+
+
+def mse_loss(student: torch.Tensor, reference: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the valid frames (mean over frames and feature dims)."""
+    if student.shape != reference.shape:
+        raise ValueError(f"mse_loss: shapes differ: student {tuple(student.shape)} vs reference {tuple(reference.shape)}")
+    mask = length_mask(lens, student.size(1)).to(student.dtype).unsqueeze(-1)
+    sq = (student - reference.to(student.dtype)) ** 2 * mask
+    denom = mask.sum() * student.size(-1)
+    return sq.sum() / denom.clamp(min=1)
+
+
+_CLIP_KEYS = {
+    "weight", "level", "temperature", "learnable_temperature", "normalize", "projection",
+    "proj_dim", "max_frames", "max_scale",
+}
+_MSE_KEYS = {"weight", "target"}
+MSE_TARGETS = ("encoder", "ctc_logp", "both")
+
+
+class AlignmentLoss(torch.nn.Module):
+    """Weighted sum of a CLIP term and an MSE term, configured from a dict (see module doc).
+
+    ``clip`` keys: ``weight`` (1.0), ``level`` (utterance | frame), ``temperature`` (0.07),
+    ``learnable_temperature`` (false), ``max_scale`` (100, clamp of ``1/T``), ``normalize``
+    (false), ``projection`` (false: add Linear heads student->``proj_dim`` and
+    reference->``proj_dim``; forced on when the two widths differ), ``proj_dim`` (default: the
+    reference width), ``max_frames`` (frame level: 4096).
+
+    ``mse`` keys: ``weight`` (1.0), ``target``: ``encoder`` (student encoder output vs.
+    reference encoder output, through a student->reference Linear when widths differ),
+    ``ctc_logp`` (log-softmax of the student's CTC head vs. the reference's), or ``both``.
+
+    Call it with the encoder outputs (and, for the ``ctc_logp`` target, the two heads'
+    log-posteriors); it returns ``(total, stats)``.
+    """
+
+    def __init__(self, conf: Optional[dict], student_dim: int, reference_dim: int):
+        super().__init__()
+        conf = dict(conf or {})
+        unknown = set(conf) - {"clip", "mse"}
+        if unknown:
+            raise ValueError(f"alignment: unknown keys {sorted(unknown)} (allowed: clip, mse)")
+        if not conf:
+            raise ValueError("alignment: give at least one of 'clip' and 'mse'")
+        clip = conf.get("clip")
+        mse = conf.get("mse")
+        self.clip_conf = None
+        self.mse_conf = None
+        self.temperature: Optional[LearnableTemperature] = None
+        self.proj_student: Optional[torch.nn.Module] = None
+        self.proj_reference: Optional[torch.nn.Module] = None
+        self.mse_proj: Optional[torch.nn.Module] = None
+        self._generator: Optional[torch.Generator] = None
+
+        if clip is not None:
+            clip = dict(clip)
+            bad = set(clip) - _CLIP_KEYS
+            if bad:
+                raise ValueError(f"alignment.clip: unknown keys {sorted(bad)} (allowed: {sorted(_CLIP_KEYS)})")
+            clip.setdefault("weight", 1.0)
+            clip.setdefault("level", "utterance")
+            clip.setdefault("temperature", 0.07)
+            clip.setdefault("learnable_temperature", False)
+            clip.setdefault("normalize", False)
+            clip.setdefault("projection", False)
+            clip.setdefault("max_frames", 4096)
+            if clip["level"] not in ("utterance", "frame"):
+                raise ValueError(f"alignment.clip.level must be utterance or frame, got {clip['level']!r}")
+            if float(clip["temperature"]) <= 0:
+                raise ValueError(f"alignment.clip.temperature must be > 0, got {clip['temperature']}")
+            if float(clip["weight"]) > 0:
+                self.clip_conf = clip
+                if clip["learnable_temperature"]:
+                    self.temperature = LearnableTemperature(
+                        float(clip["temperature"]), float(clip.get("max_scale", 100.0))
+                    )
+                if clip["projection"] or student_dim != reference_dim:
+                    dim = int(clip.get("proj_dim") or reference_dim)
+                    self.proj_student = torch.nn.Linear(student_dim, dim)
+                    self.proj_reference = torch.nn.Linear(reference_dim, dim)
+        if mse is not None:
+            mse = dict(mse)
+            bad = set(mse) - _MSE_KEYS
+            if bad:
+                raise ValueError(f"alignment.mse: unknown keys {sorted(bad)} (allowed: {sorted(_MSE_KEYS)})")
+            mse.setdefault("weight", 1.0)
+            mse.setdefault("target", "encoder")
+            if mse["target"] not in MSE_TARGETS:
+                raise ValueError(f"alignment.mse.target must be one of {MSE_TARGETS}, got {mse['target']!r}")
+            if float(mse["weight"]) > 0:
+                self.mse_conf = mse
+                if mse["target"] in ("encoder", "both") and student_dim != reference_dim:
+                    self.mse_proj = torch.nn.Linear(student_dim, reference_dim)
+        if self.clip_conf is None and self.mse_conf is None:
+            raise ValueError("alignment: every term has weight 0")
+
+    # -- what the caller must provide ---------------------------------------------------------
+    @property
+    def needs_logp(self) -> bool:
+        """True when the MSE term compares CTC log-posteriors."""
+        return self.mse_conf is not None and self.mse_conf["target"] in ("ctc_logp", "both")
+
+    @property
+    def needs_encoder(self) -> bool:
+        """True when a term compares encoder outputs."""
+        return self.clip_conf is not None or (
+            self.mse_conf is not None and self.mse_conf["target"] in ("encoder", "both")
+        )
+
+    def current_temperature(self) -> Optional[float]:
+        if self.clip_conf is None:
+            return None
+        if self.temperature is not None:
+            return float(self.temperature().detach())
+        return float(self.clip_conf["temperature"])
+
+    def set_generator(self, generator: Optional[torch.Generator]) -> None:
+        """Generator for the frame subsampling of ``level: frame`` (default: torch's global RNG)."""
+        self._generator = generator
+
+    def forward(
+        self,
+        student: torch.Tensor,
+        reference: Optional[torch.Tensor],
+        lens: torch.Tensor,
+        student_logp: Optional[torch.Tensor] = None,
+        reference_logp: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        total = student.new_zeros(())
+        stats: Dict[str, torch.Tensor] = {}
+        if self.clip_conf is not None:
+            a, b = student, reference
+            if self.proj_student is not None:
+                a, b = self.proj_student(a), self.proj_reference(b)
+            temp = self.temperature if self.temperature is not None else float(self.clip_conf["temperature"])
+            c = clip_loss(
+                a, b, lens, lens,
+                level=self.clip_conf["level"],
+                temperature=temp,
+                normalize=bool(self.clip_conf["normalize"]),
+                max_frames=self.clip_conf["max_frames"],
+                generator=self._generator,
+            )
+            total = total + float(self.clip_conf["weight"]) * c
+            stats["clip"] = c.detach()
+            stats["temperature"] = torch.tensor(self.current_temperature())
+        if self.mse_conf is not None:
+            target = self.mse_conf["target"]
+            m = student.new_zeros(())
+            if target in ("encoder", "both"):
+                a = self.mse_proj(student) if self.mse_proj is not None else student
+                m_enc = mse_loss(a, reference, lens)
+                stats["mse_enc"] = m_enc.detach()
+                m = m + m_enc
+            if target in ("ctc_logp", "both"):
+                if student_logp is None or reference_logp is None:
+                    raise ValueError("alignment.mse.target uses ctc_logp but no log-posteriors were given")
+                m_logp = mse_loss(student_logp, reference_logp, lens)
+                stats["mse_logp"] = m_logp.detach()
+                m = m + m_logp
+            total = total + float(self.mse_conf["weight"]) * m
+            stats["mse"] = m.detach()
+        return total, stats

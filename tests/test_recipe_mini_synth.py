@@ -1,0 +1,174 @@
+"""End-to-end tests of the stage driver (egs2/TEMPLATE/lw1/lw.sh) on the tiny mini_synth corpus.
+
+One module-scoped run of stages 1-13 (tiny corpus, 1 epoch) feeds most tests; the others
+check the driver's refusals (unknown options, missing tools, corrupt audio, no overwrite).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "egs2" / "mini_synth" / "lw1"
+TINY_ARGS = [
+    "--local_data_opts", "--size tiny",
+    "--nbpe", "48",
+    "--asr_args", "--max_epoch 1 --batch_bins 300000 --encoder_conf num_blocks=2",
+]
+
+
+def make_recipe_copy(dst: Path) -> Path:
+    """A scratch copy of the mini_synth recipe (scripts copied, shared pieces symlinked)."""
+    dst.mkdir(parents=True)
+    for name in ("run.sh", "db.sh"):
+        shutil.copy2(RECIPE / name, dst / name)
+    shutil.copytree(RECIPE / "local", dst / "local")
+    os.symlink(REPO / "egs2" / "TEMPLATE" / "lw1" / "lw.sh", dst / "lw.sh")
+    os.symlink(REPO / "conf", dst / "conf")
+    return dst
+
+
+def run(recipe: Path, *args: str, env=None, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=1200
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Stages 1-13 of mini_synth at tiny size; returns (recipe dir, completed process)."""
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.skip("needs espeak-ng and sox (egs2/TEMPLATE/lw1/install.sh)")
+    recipe = make_recipe_copy(tmp_path_factory.mktemp("e2e") / "lw1")
+    proc = run(recipe, *TINY_ARGS)
+    return recipe, proc
+
+
+def decode_dir(recipe: Path) -> Path:
+    dirs = sorted(recipe.glob("exp/asr_*/decode_*"))
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_all_stages_ran(tiny_run):
+    recipe, proc = tiny_run
+    times = (recipe / "exp" / "stage_times.tsv").read_text().splitlines()
+    stages = [line.split("\t")[0] for line in times]
+    assert stages == [str(n) for n in range(1, 14)]
+    status = {line.split("\t")[0]: line.split("\t")[3] for line in times}
+    assert status["2"] == "skipped"  # no speed perturbation by default
+    assert all(status[str(n)] == "skipped" for n in (6, 7, 8, 9))
+    assert all(status[str(n)] == "done" for n in (1, 3, 4, 5, 10, 11, 12, 13))
+    assert "Successfully finished stages 1-13" in proc.stderr
+
+
+def test_data_and_dump_dirs(tiny_run):
+    recipe, _ = tiny_run
+    for dset in ("train", "dev", "test", "field"):
+        for f in ("wav.scp", "text", "utt2spk", "spk2utt"):
+            assert (recipe / "data" / dset / f).is_file()
+    wav = (recipe / "dump/raw/test/wav.scp").read_text().splitlines()
+    path = recipe / wav[0].split(maxsplit=1)[1]
+    assert path.is_file() and path.suffix == ".flac"
+    n = len((recipe / "dump/raw/test/utt2num_samples").read_text().splitlines())
+    assert n == len(wav) > 0
+    tokens = (recipe / "data/token_list/bpe_unigram48/tokens.txt").read_text().split("\n")
+    assert tokens[0] == "<blank>" and tokens[1] == "<unk>" and tokens[-2] == "<sos/eos>"
+    assert (recipe / "exp/asr_stats_raw_bpe48/train/feats_stats.npz").is_file()
+
+
+def test_model_decoding_and_scoring(tiny_run):
+    recipe, _ = tiny_run
+    exp = sorted(recipe.glob("exp/asr_*_raw_bpe48"))[0]
+    assert (exp / "valid.loss.ave.pth").is_file() and (exp / "config.yaml").is_file()
+    ddir = decode_dir(recipe)
+    for dset in ("dev", "test", "field"):
+        hyp = (ddir / dset / "text").read_text().splitlines()
+        ref = (recipe / "dump/raw" / dset / "text").read_text().splitlines()
+        assert [h.split()[0] for h in hyp] == [r.split()[0] for r in ref]
+        result = (ddir / dset / "score_wer" / "result.txt").read_text()
+        assert "Sum/Avg" in result
+        assert (ddir / dset / "score_cer" / "result.txt").is_file()
+    results = (recipe / "RESULTS.md").read_text()
+    assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in results
+    for dset in ("dev", "test", "field"):
+        assert f"{ddir.name}/{dset}|" in results
+    assert "run.sh" in results or "lw.sh" in results
+
+
+def test_rerun_skips_finished_stages(tiny_run):
+    recipe, _ = tiny_run
+    ddir = decode_dir(recipe)
+    hyp = ddir / "test" / "text"
+    before = (hyp.stat().st_mtime_ns, (recipe / "exp").glob("asr_*/valid.loss.ave.pth"))
+    proc = run(recipe, "--stage", "3", "--stop_stage", "12", *TINY_ARGS)
+    assert "already formatted: skipped" in proc.stderr
+    assert "is trained" in proc.stderr and "already decoded: skipped" in proc.stderr
+    assert hyp.stat().st_mtime_ns == before[0]
+
+
+def test_overwrite_keeps_old_output(tiny_run):
+    recipe, _ = tiny_run
+    ddir = decode_dir(recipe)
+    old = (ddir / "dev" / "text").read_text()
+    run(recipe, "--stage", "12", "--stop_stage", "12", "--test_sets", "dev", "--overwrite", "true", *TINY_ARGS)
+    kept = sorted(ddir.glob("dev.old.*"))
+    assert kept and (kept[0] / "text").read_text() == old
+    assert (ddir / "dev" / "text").read_text() == old  # same model, same greedy result
+
+
+def test_unknown_option_is_refused(tmp_path):
+    recipe = make_recipe_copy(tmp_path / "lw1")
+    proc = run(recipe, "--no_such_option", "1", check=False)
+    assert proc.returncode != 0
+    assert "unknown option --no_such_option" in proc.stderr
+    assert not (recipe / "data").exists()
+
+
+def test_help_lists_stages(tmp_path):
+    recipe = make_recipe_copy(tmp_path / "lw1")
+    proc = subprocess.run(["./lw.sh", "--help"], cwd=recipe, capture_output=True, text=True)
+    assert proc.returncode == 0
+    assert "13  scoring with sclite" in proc.stdout and "--stop_stage" in proc.stdout
+
+
+def test_missing_tool_is_named(tmp_path):
+    """With sox hidden from PATH the driver stops before any stage and names the package."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("bash", "env", "python3", "date", "dirname", "basename", "mkdir", "cat", "sed"):
+        src = shutil.which(tool)
+        if src:
+            os.symlink(src, bindir / tool)
+    recipe = make_recipe_copy(tmp_path / "lw1")
+    env = dict(os.environ, PATH=str(bindir))
+    proc = run(recipe, "--stage", "3", "--stop_stage", "3", env=env, check=False)
+    assert proc.returncode != 0
+    assert "missing system tool 'sox'" in proc.stderr and "apt-get install sox" in proc.stderr
+
+
+def test_corrupt_audio_is_named(tmp_path, make_tiny_data_dir):
+    """A corrupt audio file stops stage 3 with an error naming the utterance and the file."""
+    recipe = make_recipe_copy(tmp_path / "lw1")
+    for dset in ("train", "dev", "test", "field"):
+        src = make_tiny_data_dir(dset)
+        shutil.copytree(src, recipe / "data" / dset)
+    (recipe / "data" / ".done.stage1").touch()
+    first = (recipe / "data/dev/wav.scp").read_text().splitlines()[0]
+    uttid, path = first.split(maxsplit=1)
+    bad = tmp_path / "corrupt.flac"
+    bad.write_bytes(b"fLaC this is not audio")
+    lines = (recipe / "data/dev/wav.scp").read_text().replace(path, str(bad))
+    (recipe / "data/dev/wav.scp").write_text(lines)
+    proc = run(recipe, "--stage", "3", "--stop_stage", "3", check=False)
+    assert proc.returncode != 0
+    assert "corrupt.flac" in proc.stderr and uttid in proc.stderr
+    assert not (recipe / "dump/raw/dev/.done.stage3").exists()
