@@ -11,10 +11,11 @@ from espnet_lw.utils.quiet import import_quietly
 
 _asr = import_quietly("espnet2.tasks.asr")
 
+from espnet_lw.models.encrl import EncRLModel  # noqa: E402
 from espnet_lw.models.linear_ctc import LinearCTCModel  # noqa: E402
 
-#: model name in YAML -> class; later issues add the EncRL model here.
-LW_MODELS = {"lw_ctc": LinearCTCModel}
+#: model name in YAML -> class
+LW_MODELS = {"lw_ctc": LinearCTCModel, "lw_encrl": EncRLModel}
 
 
 def register_models() -> None:
@@ -28,3 +29,8 @@ register_models()
 
 class LWASRTask(_asr.ASRTask):
     """ESPnet's ASR task, knowing the ``lw_*`` model classes."""
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False):
+        """ESPnet's optional inputs + cached reference targets for ``lw_encrl`` (``ref_enc``, ``ref_logp``)."""
+        return tuple(super().optional_data_names(train, inference)) + ("ref_enc", "ref_logp")

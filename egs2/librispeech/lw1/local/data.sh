@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# LibriSpeech (OpenSLR resource 12): download what is missing, then write Kaldi-style data dirs
+#   data/{dev_clean,dev_other,test_clean,test_other}, data/dev (= dev_clean + dev_other) and the
+#   training set: data/train_clean_100 | data/train_clean_460 (100+360) | data/train_960 (100+360+500).
+# Run from egs2/librispeech/lw1.  The corpus location comes from db.sh ($LIBRISPEECH: the
+# directory that contains LibriSpeech/).
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+die() { echo "ERROR: $*" >&2; exit 1; }
+
+train_subset=100
+nj=2
+keep_archives=false
+checksums=""
+python=${PYTHON:-python3}
+
+usage() {
+    cat <<USAGE
+Usage: $0 [options]
+  Download the LibriSpeech parts that are not under \$LIBRISPEECH/LibriSpeech yet (see db.sh),
+  verify them against the published md5 checksums, extract them, and write the Kaldi-style data
+  dirs (dev_clean dev_other dev test_clean test_other + the training set).  Run from
+  egs2/librispeech/lw1.  Nothing is downloaded for a part whose directory already exists.
+
+Options:
+  --train_subset 100|460|960  training hours: train-clean-100 [-> data/train_clean_100],
+                              +train-clean-360 [-> data/train_clean_460], +train-other-500
+                              [-> data/train_960] (default: ${train_subset})
+  --nj INT                    parallel preparation jobs (default: ${nj})
+  --keep_archives BOOL        keep the .tar.gz files after extraction (default: ${keep_archives})
+  --checksums FILE            md5sum-format file ('<md5>  <part>.tar.gz' lines) replacing the
+                              built-in checksums, for a private mirror with repacked archives
+  -h, --help                  show this help
+Environment:
+  LIBRISPEECH      corpus root (db.sh default: downloads)
+  LIBRISPEECH_URL  download base URL (default: https://www.openslr.org/resources/12; mirrors:
+                   https://us.openslr.org/resources/12, https://openslr.elda.org/resources/12)
+USAGE
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --train_subset|--nj|--keep_archives|--checksums)
+            [ $# -ge 2 ] || { echo "ERROR: $1 needs a value" >&2; usage >&2; exit 1; }
+            declare "${1#--}=$2"; shift 2 ;;
+        --train_subset=*|--nj=*|--keep_archives=*|--checksums=*)
+            opt=${1%%=*}; declare "${opt#--}=${1#*=}"; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "ERROR: unknown option: $1" >&2; usage >&2; exit 1 ;;
+    esac
+done
+
+case "${train_subset}" in
+    100) train_parts="train-clean-100"; train_set=train_clean_100 ;;
+    460) train_parts="train-clean-100 train-clean-360"; train_set=train_clean_460 ;;
+    960) train_parts="train-clean-100 train-clean-360 train-other-500"; train_set=train_960 ;;
+    *) echo "ERROR: --train_subset must be 100, 460 or 960, got '${train_subset}'" >&2; exit 1 ;;
+esac
+[[ "${nj}" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive integer, got '${nj}'"
+case "${keep_archives}" in true|false) ;; *) die "--keep_archives must be true or false" ;; esac
+
+[ -f db.sh ] || die "db.sh not found in $(pwd); run this script from egs2/librispeech/lw1"
+. ./db.sh
+[ -n "${LIBRISPEECH:-}" ] || die "db.sh: LIBRISPEECH is empty; set it to the directory that contains LibriSpeech/"
+base_url=${LIBRISPEECH_URL:-https://www.openslr.org/resources/12}
+
+# md5 checksums published by OpenSLR (https://www.openslr.org/resources/12/md5sum.txt)
+declare -A md5=(
+    [dev-clean]=42e2234ba48799c1f50f24a7926300a1
+    [dev-other]=c8d0bcc9cca99d4f8b62fcc847357931
+    [test-clean]=32fa31d27d2e1cad72775fee3f4849a9
+    [test-other]=fb5a50374b501bb3bac4815ee91d3135
+    [train-clean-100]=2a93770f6d5c6c964bc36631d331a522
+    [train-clean-360]=c0e676e450a7ff2f54aeade5171606fa
+    [train-other-500]=d1a0fd59409feb2c614ce4d30c387708
+)
+# utterances per part in the official release (a mismatch is reported, not fatal)
+declare -A n_utts=(
+    [dev-clean]=2703 [dev-other]=2864 [test-clean]=2620 [test-other]=2939
+    [train-clean-100]=28539 [train-clean-360]=104014 [train-other-500]=148688
+)
+if [ -n "${checksums}" ]; then
+    [ -f "${checksums}" ] || die "--checksums ${checksums}: no such file"
+    while read -r sum name _; do
+        [ -n "${sum}" ] || continue
+        name=${name#\*}; md5[${name%.tar.gz}]=${sum}
+    done < "${checksums}"
+fi
+
+offline_msg="download failed; put LibriSpeech under \$LIBRISPEECH (db.sh) and re-run"
+
+download() {  # download URL FILE: resumable (wget -c or curl -C -)
+    local url=$1 out=$2
+    if command -v wget >/dev/null; then
+        wget -c --tries=3 --timeout=30 --no-verbose -O "${out}" "${url}"
+    elif command -v curl >/dev/null; then
+        curl -fL -C - --retry 3 --connect-timeout 30 -o "${out}" "${url}"
+    else
+        echo "neither wget nor curl is installed" >&2; return 1
+    fi
+}
+
+# fetch_part PART: make ${LIBRISPEECH}/LibriSpeech/PART exist (download + verify + extract)
+fetch_part() {
+    local part=$1 root="${LIBRISPEECH}/LibriSpeech"
+    local dir="${root}/${part}" archive="${LIBRISPEECH}/${part}.tar.gz"
+    if [ -d "${dir}" ]; then
+        if ! find "${dir}" -mindepth 3 -maxdepth 3 -name '*.trans.txt' -print -quit | grep -q .; then
+            die "${dir} exists but holds no <speaker>/<chapter>/*.trans.txt: an unfinished copy? remove it and re-run (it will be downloaded again)"
+        fi
+        local n
+        n=$(find "${dir}" -mindepth 3 -maxdepth 3 -name '*.flac' | wc -l)
+        if [ "${n}" -ne "${n_utts[${part}]}" ]; then
+            log "WARNING: ${dir} has ${n} .flac files, the official ${part} has ${n_utts[${part}]} (a subset or partial copy?)"
+        fi
+        log "${dir} is present: not downloaded"
+        return 0
+    fi
+    mkdir -p "${LIBRISPEECH}"
+    local sum=""
+    [ -f "${archive}" ] && sum=$(md5sum "${archive}" | cut -d' ' -f1)
+    if [ "${sum}" != "${md5[${part}]}" ]; then
+        log "downloading ${base_url}/${part}.tar.gz -> ${archive}.part (resumable)"
+        if [ -f "${archive}" ] && [ ! -f "${archive}.part" ]; then mv "${archive}" "${archive}.part"; fi
+        download "${base_url}/${part}.tar.gz" "${archive}.part" || die "${offline_msg} (${base_url}/${part}.tar.gz)"
+        sum=$(md5sum "${archive}.part" | cut -d' ' -f1)
+        if [ "${sum}" != "${md5[${part}]}" ]; then
+            mv "${archive}.part" "${archive}.bad"
+            die "${archive}: md5 ${sum} does not match the published ${md5[${part}]}; moved it to ${archive}.bad; remove it and re-run (or use another LIBRISPEECH_URL mirror)"
+        fi
+        mv "${archive}.part" "${archive}"
+    fi
+    log "md5 of ${archive} verified; extracting"
+    local tmp="${LIBRISPEECH}/.extract.${part}.tmp"
+    rm -rf "${tmp}"; mkdir -p "${tmp}"
+    tar -xzf "${archive}" -C "${tmp}" || die "cannot extract ${archive} (disk full?)"
+    [ -d "${tmp}/LibriSpeech/${part}" ] || die "${archive} does not contain LibriSpeech/${part}/"
+    mkdir -p "${root}"
+    # top-level files (SPEAKERS.TXT, CHAPTERS.TXT, README.TXT, ...) are in every archive
+    find "${tmp}/LibriSpeech" -mindepth 1 -maxdepth 1 -type f | while read -r f; do
+        [ -e "${root}/$(basename "${f}")" ] || mv "${f}" "${root}/"
+    done
+    mv "${tmp}/LibriSpeech/${part}" "${dir}"   # the part appears complete, or not at all
+    rm -rf "${tmp}"
+    [ "${keep_archives}" = true ] || rm -f "${archive}"
+    log "extracted ${dir}"
+}
+
+parts="dev-clean dev-other test-clean test-other ${train_parts}"
+log "Stage 1: corpus under ${LIBRISPEECH}/LibriSpeech (${parts})"
+for part in ${parts}; do
+    fetch_part "${part}"
+done
+
+log "Stage 2: Kaldi-style data directories"
+mkdir -p data
+pids=()
+for part in ${parts}; do
+    dst=data/${part//-/_}
+    if [ -f "${dst}/wav.scp" ] && [ -f "${dst}/text" ] && [ -f "${dst}/utt2spk" ] && [ -f "${dst}/spk2utt" ]; then
+        log "${dst} is already complete; skipping (remove it to redo)"
+        continue
+    fi
+    "${python}" -m espnet_lw.bin.prep_librispeech "${LIBRISPEECH}/LibriSpeech/${part}" "${dst}" --overwrite &
+    pids+=($!)
+    while [ "$(jobs -rp | wc -l)" -ge "${nj}" ]; do sleep 0.2; done
+done
+for pid in "${pids[@]}"; do wait "${pid}" || die "data preparation failed (see the messages above)"; done
+
+"${python}" -m espnet_lw.bin.combine_data --overwrite data/dev data/dev_clean data/dev_other
+case "${train_subset}" in
+    460) "${python}" -m espnet_lw.bin.combine_data --overwrite data/${train_set} data/train_clean_100 data/train_clean_360 ;;
+    960) "${python}" -m espnet_lw.bin.combine_data --overwrite data/${train_set} data/train_clean_100 data/train_clean_360 data/train_other_500 ;;
+esac
+
+log "Successfully finished. training set: data/${train_set}; data: $(ls -d data/*/ | tr '\n' ' ')"

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# LibriSpeech: the paper's setting (train-clean-100, as ESPnet's egs2/librispeech_100 recipe):
+#   train: train_clean_100 (x3 speed perturbation), valid: dev (= dev_clean + dev_other),
+#   test: test_clean test_other dev_clean dev_other, sentencepiece unigram 256,
+#   reference model conf/reference_paper.yaml (12 Conformer blocks, d_model 256, CTC only).
+#   ./run.sh                                  # stages 1-13 (downloads the corpus if needed)
+#   ./run.sh --stage 1 --stop_stage 5         # data, speed perturbation, dump, token list only
+#   ./run.sh --train_subset 960               # train on all 960 h (data/train_960)
+# All other options: ./lw.sh --help.  The corpus location: db.sh.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+train_subset=100       # 100 | 460 | 960 hours of training data
+local_data_opts=""     # more options for local/data.sh (e.g. "--nj 8"); --train_subset is added
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --train_subset|--local_data_opts)
+            [ $# -ge 2 ] || { echo "ERROR: $1 needs a value" >&2; exit 1; }
+            declare "${1#--}=$2"; shift 2 ;;
+        --train_subset=*|--local_data_opts=*) opt=${1%%=*}; declare "${opt#--}=${1#*=}"; shift ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+case "${train_subset}" in
+    100) train_set=train_clean_100 ;;
+    460) train_set=train_clean_460 ;;
+    960) train_set=train_960 ;;
+    *) echo "ERROR: --train_subset must be 100, 460 or 960, got '${train_subset}'" >&2; exit 1 ;;
+esac
+valid_set=dev
+test_sets="test_clean test_other dev_clean dev_other"
+
+./lw.sh \
+    --train_set "${train_set}" \
+    --valid_set "${valid_set}" \
+    --test_sets "${test_sets}" \
+    --local_data_opts "--train_subset ${train_subset} ${local_data_opts}" \
+    --speed_perturb_factors "0.9 1.0 1.1" \
+    --token_type bpe --nbpe 256 --bpemode unigram \
+    --bpe_train_text "data/${train_set}/text" \
+    --max_wav_duration 30 \
+    --ngpu 1 \
+    --asr_config conf/reference_paper.yaml \
+    --inference_config conf/decode_ctc_greedy.yaml \
+    ${args[@]+"${args[@]}"}

@@ -1,0 +1,1 @@
+../../TEMPLATE/lw1/lw.sh

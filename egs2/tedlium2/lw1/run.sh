@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# TED-LIUM 2 (or release 3 'legacy', same split): train / dev / test as ESPnet's tedlium2 recipe
+# (speed perturbation 0.9/1.0/1.1, padded train segments, 180-s pseudo-speakers), with the
+# paper's reference model conf/reference_paper.yaml and a sentencepiece unigram 256 vocabulary.
+#   ./run.sh                                   # stages 1-13 (downloads the corpus if needed)
+#   ./run.sh --release 3                       # TEDLIUM_release-3/legacy instead of release 2
+#   ./run.sh --stage 1 --stop_stage 5          # data, speed perturbation, dump, token list only
+# All other options: ./lw.sh --help.  The corpus location: db.sh.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+release=2             # TED-LIUM release: 2 or 3 (legacy layout)
+local_data_opts=""    # more options for local/data.sh (e.g. "--nj 8"); --release is added
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --release|--local_data_opts)
+            [ $# -ge 2 ] || { echo "ERROR: $1 needs a value" >&2; exit 1; }
+            declare "${1#--}=$2"; shift 2 ;;
+        --release=*|--local_data_opts=*) opt=${1%%=*}; declare "${opt#--}=${1#*=}"; shift ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+case "${release}" in 2|3) ;; *) echo "ERROR: --release must be 2 or 3, got '${release}'" >&2; exit 1 ;; esac
+
+train_set=train
+valid_set=dev
+test_sets="dev test"
+
+./lw.sh \
+    --train_set "${train_set}" \
+    --valid_set "${valid_set}" \
+    --test_sets "${test_sets}" \
+    --local_data_opts "--release ${release} ${local_data_opts}" \
+    --speed_perturb_factors "0.9 1.0 1.1" \
+    --token_type bpe --nbpe 256 --bpemode unigram \
+    --bpe_train_text "data/${train_set}/text" \
+    --max_wav_duration 30 \
+    --ngpu 1 \
+    --asr_config conf/reference_paper.yaml \
+    --inference_config conf/decode_ctc_greedy.yaml \
+    ${args[@]+"${args[@]}"}

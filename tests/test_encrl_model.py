@@ -1,0 +1,320 @@
+"""EncRL model, reference loading, init_student and the reference-target cache, on tiny models.
+
+Everything is built here with ESPnet's ASRTask from tiny configs (Conformer d_model 16, 4-block
+reference, 2-block student, 10 tokens), so the file runs in seconds on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import yaml
+
+from espnet_lw.tasks.asr import LWASRTask
+from espnet_lw.utils.cli import UserError
+
+torch.set_num_threads(1)
+
+TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "f", "g", "<sos/eos>"]
+FRONTEND = {"n_fft": 128, "win_length": 128, "hop_length": 64, "n_mels": 8, "fs": 16000}
+ENCODER = {
+    "output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 4,
+    "input_layer": "conv2d", "cnn_module_kernel": 3, "macaron_style": True, "rel_pos_type": "latest",
+    "pos_enc_layer_type": "rel_pos", "selfattention_layer_type": "rel_selfattn", "use_cnn_module": True,
+}
+SPECAUG = {"apply_time_warp": False, "freq_mask_width_range": [0, 2], "num_freq_mask": 1,
+           "time_mask_width_range": [0, 3], "num_time_mask": 1}
+
+_DEFAULTS = None
+
+
+def _config(**over) -> dict:
+    """A complete ESPnet ASR config (as training writes it), tiny model, updated with ``over``."""
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        _DEFAULTS = vars(LWASRTask.get_parser().parse_args(["--token_list", "x", "--output_dir", "x"]))
+    conf = copy.deepcopy(_DEFAULTS)
+    conf.update(
+        token_list=list(TOKENS), frontend="default", frontend_conf=dict(FRONTEND), specaug=None,
+        normalize="global_mvn", encoder="conformer", encoder_conf=dict(ENCODER), decoder=None,
+        model="espnet", model_conf={"ctc_weight": 1.0},
+    )
+    conf.update(over)
+    return conf
+
+
+def _write_stats(path: Path, dim: int = 8) -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(path, count=np.array(100.0), sum=rng.normal(size=dim) * 100, sum_square=np.full(dim, 400.0))
+    return path
+
+
+def write_reference(d: Path, seed: int = 0, **over) -> tuple[Path, Path]:
+    """A random 'trained' reference: ``d/config.yaml`` + ``d/model.pth``."""
+    d.mkdir(parents=True, exist_ok=True)
+    stats = _write_stats(d / "feats_stats.npz")
+    conf = _config(normalize_conf={"stats_file": str(stats)}, **over)
+    torch.manual_seed(seed)
+    model = LWASRTask.build_model(argparse.Namespace(**copy.deepcopy(conf)))
+    with (d / "config.yaml").open("w") as fh:
+        yaml.safe_dump(conf, fh)
+    torch.save(model.state_dict(), d / "model.pth")
+    return d / "config.yaml", d / "model.pth"
+
+
+def build_student(ref, num_blocks=2, alignment=None, specaug=True, **model_conf):
+    cfg, pth = ref
+    conf = _config(
+        model="lw_encrl",
+        encoder_conf={**ENCODER, "num_blocks": num_blocks},
+        normalize_conf={"stats_file": str(cfg.parent / "feats_stats.npz")},
+        specaug="specaug" if specaug else None,
+        specaug_conf=SPECAUG,
+        model_conf={"reference_config": str(cfg), "reference_model": str(pth),
+                    "alignment": alignment or {"clip": {"weight": 1.0}, "mse": {"weight": 1.0, "target": "ctc_logp"}},
+                    **model_conf},
+    )
+    torch.manual_seed(1)
+    return LWASRTask.build_model(argparse.Namespace(**conf))
+
+
+def batch(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    speech = torch.randn(3, 4000, generator=g) * 0.1
+    lens = torch.tensor([4000, 3000, 2200])
+    speech[1, 3000:] = 0
+    speech[2, 2200:] = 0
+    text = torch.tensor([[2, 3, 4], [5, 6, -1], [7, -1, -1]])
+    return speech, lens, text, torch.tensor([3, 2, 1])
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory):
+    return write_reference(tmp_path_factory.mktemp("ref"))
+
+
+def test_reference_is_outside_the_state_dict_and_parameters(ref):
+    model = build_student(ref)
+    keys = list(model.state_dict())
+    assert not any("reference" in k for k in keys)
+    assert len([k for k in keys if k.startswith("encoder.encoders.")]) > 0
+    assert {k.split(".")[2] for k in keys if k.startswith("encoder.encoders.")} == {"0", "1"}
+    ref_params = {id(p) for p in model.reference.parameters()}
+    assert not ref_params & {id(p) for p in model.parameters()}
+    assert len(model.reference.encoder.encoders) == 4
+    assert all(not p.requires_grad for p in model.reference.parameters())
+
+
+def test_reference_stays_in_eval_mode(ref):
+    model = build_student(ref)
+    model.train()
+    assert model.training and model.encoder.training and model.specaug.training
+    assert not model.reference.training
+    assert not any(m.training for m in model.reference.modules())
+    model.eval()
+    model.train(True)
+    assert not model.reference.training
+
+
+def test_gradients_reach_the_student_only(ref):
+    model = build_student(ref)
+    model.train()
+    before_ref = {k: v.clone() for k, v in model.reference.state_dict().items()}
+    before_stu = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss, stats, weight = model(*batch())
+    assert loss.requires_grad and int(weight) == 3
+    assert {"loss", "clip", "mse", "mse_logp", "temperature"} <= set(stats)
+    loss.backward()
+    opt.step()
+    assert all(p.grad is None for p in model.reference.parameters())
+    for k, v in model.reference.state_dict().items():
+        # (ESPnet's GlobalMVN casts its float64 mean/std buffers to the input dtype on first use)
+        assert torch.equal(v, before_ref[k].to(v.dtype)), k
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before_stu[k])]
+    assert any(k.startswith("encoder.encoders.") for k in changed)
+    assert any(k.startswith("ctc.ctc_lo") for k in changed)  # trained through the ctc_logp MSE
+
+
+def test_cached_targets_equal_on_the_fly(ref):
+    model = build_student(ref, alignment={"clip": {"level": "frame"}, "mse": {"target": "both"}})
+    model.eval()  # no SpecAugment / dropout: deterministic
+    speech, lens, text, tlens = batch()
+    loss, stats, _ = model(speech, lens, text, tlens)
+    with torch.no_grad():
+        enc, enc_lens = model.reference.encode(speech, lens)
+        logp = model.reference.ctc.log_softmax(enc)
+    loss_enc, _, _ = model(speech, lens, text, tlens, ref_enc=enc, ref_enc_lengths=enc_lens)
+    loss_both, _, _ = model(speech, lens, text, tlens, ref_enc=enc, ref_enc_lengths=enc_lens,
+                            ref_logp=logp, ref_logp_lengths=enc_lens)
+    assert loss_enc.item() == pytest.approx(loss.item(), rel=1e-6)
+    assert loss_both.item() == pytest.approx(loss.item(), rel=1e-6)
+    with pytest.raises(RuntimeError, match="different output lengths"):
+        model(speech, lens, text, tlens, ref_enc=enc, ref_enc_lengths=enc_lens - 1)
+
+
+def test_ctc_weight_in_encrl_adds_the_ctc_loss(ref):
+    model = build_student(ref, specaug=False, ctc_weight_in_encrl=0.5)
+    model.eval()
+    loss, stats, _ = model(*batch())
+    assert "loss_ctc" in stats
+    assert loss.item() == pytest.approx((stats["clip"] + stats["mse"] + 0.5 * stats["loss_ctc"]).item(), rel=1e-5)
+
+
+def test_init_from_reference_copies_the_chosen_blocks(ref):
+    model = build_student(ref, init_from_reference="every_other")
+    assert model.init_blocks == [1, 3]
+    r = model.reference.state_dict()
+    s = model.state_dict()
+    for j, i in enumerate([1, 3]):
+        block = [k for k in r if k.startswith(f"encoder.encoders.{i}.")]
+        assert block
+        for k in block:
+            assert torch.equal(s[k.replace(f"encoders.{i}.", f"encoders.{j}.", 1)], r[k]), k
+    for k in r:
+        if k.startswith(("encoder.embed.", "encoder.after_norm.", "ctc.ctc_lo.", "normalize.")):
+            assert torch.equal(s[k], r[k]), k
+    explicit = build_student(ref, init_from_reference=[0, 2])
+    assert explicit.init_blocks == [0, 2]
+    assert torch.equal(explicit.state_dict()["encoder.encoders.1.feed_forward.w_1.weight"],
+                       r["encoder.encoders.2.feed_forward.w_1.weight"])
+
+
+def test_init_student_cli(ref, tmp_path):
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    from espnet_lw.bin import init_student
+
+    cfg, pth = ref
+    student_cfg = tmp_path / "student.yaml"
+    student_cfg.write_text(yaml.safe_dump({"encoder": "conformer", "encoder_conf": {**ENCODER, "num_blocks": 2}}))
+    out = tmp_path / "init.pth"
+    init_student.main(["--reference_config", str(cfg), "--reference_model", str(pth),
+                       "--student_config", str(student_cfg), "--blocks", "last", "--out", str(out)])
+    state = torch.load(out)
+    r = torch.load(pth)
+    assert torch.equal(state["encoder.encoders.0.conv_module.pointwise_conv1.weight"],
+                       r["encoder.encoders.2.conv_module.pointwise_conv1.weight"])
+    assert torch.equal(state["encoder.encoders.1.norm_ff.weight"], r["encoder.encoders.3.norm_ff.weight"])
+    assert {k.split(".")[2] for k in state if k.startswith("encoder.encoders.")} == {"0", "1"}
+    assert torch.equal(state["ctc.ctc_lo.weight"], r["ctc.ctc_lo.weight"])
+    assert "normalize.mean" in state and not any(k.startswith("frontend.") for k in state)
+    # ESPnet's --init_param path takes it as is
+    model = build_student(ref)
+    load_pretrained_model(str(out), model, ignore_init_mismatch=False)
+    assert torch.equal(model.state_dict()["encoder.encoders.1.norm_ff.weight"], r["encoder.encoders.3.norm_ff.weight"])
+    # a student of another width is refused with the student config's name
+    bad_cfg = tmp_path / "bad.yaml"
+    bad_cfg.write_text(yaml.safe_dump({"encoder": "conformer",
+                                       "encoder_conf": {**ENCODER, "num_blocks": 2, "linear_units": 24}}))
+    with pytest.raises(UserError, match="bad.yaml"):
+        init_student.main(["--reference_config", str(cfg), "--reference_model", str(pth),
+                           "--student_config", str(bad_cfg), "--blocks", "first", "--out", str(out)])
+
+
+def test_mismatched_reference_is_refused(ref, tmp_path):
+    cfg, pth = ref
+    # token lists differ while the loss compares CTC log-posteriors
+    other = write_reference(tmp_path / "vocab", token_list=TOKENS[:-2] + ["h", "<sos/eos>"])
+    with pytest.raises(UserError, match=r"token list.*differs") as e:
+        build_student(other, alignment={"mse": {"target": "ctc_logp"}})
+    assert str(other[0]) in str(e.value)
+    # other frame rate
+    hop = write_reference(tmp_path / "hop", frontend_conf={**FRONTEND, "hop_length": 32})
+    with pytest.raises(UserError, match="hop_length"):
+        build_student(hop)
+    # checkpoint of another model than its config: 2 blocks in the .pth, 4 in the config
+    small = write_reference(tmp_path / "small", encoder_conf={**ENCODER, "num_blocks": 2})
+    with pytest.raises(UserError, match="missing keys") as e:
+        build_student((cfg, small[1]))
+    assert str(small[1]) in str(e.value)
+    wide = write_reference(tmp_path / "wide", encoder_conf={**ENCODER, "linear_units": 24})
+    with pytest.raises(UserError, match="other shapes"):
+        build_student((cfg, wide[1]))
+    with pytest.raises(UserError, match="not found"):
+        build_student((cfg, tmp_path / "nope.pth"))
+
+
+def test_relative_stats_file_is_not_needed(ref, tmp_path):
+    """A reference config whose stats path does not resolve still loads (MVN comes from the .pth)."""
+    from espnet_lw.models.encrl import load_reference
+
+    cfg, pth = ref
+    conf = yaml.safe_load(cfg.read_text())
+    conf["normalize_conf"] = {"stats_file": "exp/asr_stats_raw_bpe256/train/feats_stats.npz"}
+    moved = tmp_path / "config.yaml"
+    moved.write_text(yaml.safe_dump(conf))
+    model, _ = load_reference(moved, pth)
+    torch.testing.assert_close(model.normalize.mean, torch.load(pth)["normalize.mean"])
+
+
+def _tiny_data_dir(d: Path, n: int = 4) -> Path:
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with (d / "wav.scp").open("w") as wav, (d / "utt2num_samples").open("w") as num:
+        for i in range(n):
+            x = (rng.normal(size=1600 + 700 * i) * 0.1).astype(np.float32)
+            soundfile.write(d / f"u{i}.flac", x, 16000, subtype="PCM_16")
+            wav.write(f"u{i} {d / f'u{i}.flac'}\n")
+            num.write(f"u{i} {len(x)}\n")
+    return d
+
+
+def test_dump_reference_targets(ref, tmp_path):
+    import kaldiio
+
+    from espnet_lw.bin import dump_reference_targets as dump
+    from espnet_lw.models.encrl import check_reference_cache, load_reference
+
+    cfg, pth = ref
+    data = _tiny_data_dir(tmp_path / "data")
+    out = tmp_path / "targets"
+    argv = ["--reference_config", str(cfg), "--reference_model", str(pth), "--data_dir", str(data),
+            "--output_dir", str(out), "--what", "enc,logp", "--batch_seconds", "0.3"]
+    dump.main(argv)
+    info = yaml.safe_load((out / "info.yaml").read_text())
+    assert info["complete"] and info["this_run"]["utterances"] == 4
+    enc = dict(kaldiio.load_scp(str(out / "ref_enc.scp")))
+    logp = dict(kaldiio.load_scp(str(out / "ref_logp.scp")))
+    assert sorted(enc) == ["u0", "u1", "u2", "u3"]
+    model, _ = load_reference(cfg, pth)
+    x, _ = soundfile.read(data / "u3.flac", dtype="float32")
+    with torch.no_grad():
+        e, el = model.encode(torch.from_numpy(x)[None], torch.tensor([len(x)]))
+    np.testing.assert_allclose(enc["u3"], e[0].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logp["u3"], model.ctc.log_softmax(e)[0].numpy(), rtol=1e-4, atol=1e-5)
+    check_reference_cache(out, cfg, pth, ["enc", "logp"])
+
+    # a finished cache is left alone
+    mtime = (out / "ref_enc.scp").stat().st_mtime_ns
+    dump.main(argv)
+    assert (out / "ref_enc.scp").stat().st_mtime_ns == mtime
+
+    # resume after a crash: a torn scp line and a missing utterance are redone
+    scp = out / "split" / "ref_enc.0.scp"
+    lines = scp.read_text().splitlines(keepends=True)
+    scp.write_text("".join(lines[:2]) + lines[2][:5])
+    info["complete"] = False
+    (out / "info.yaml").write_text(yaml.safe_dump(info))
+    dump.main(argv)
+    again = dict(kaldiio.load_scp(str(out / "ref_enc.scp")))
+    assert sorted(again) == sorted(enc)
+    for k in enc:
+        np.testing.assert_array_equal(again[k], enc[k])
+
+    # another reference: the dump refuses, and so does the model's cache check
+    other = write_reference(tmp_path / "other", seed=5)
+    with pytest.raises(UserError, match="another reference model"):
+        dump.main(["--reference_config", str(other[0]), "--reference_model", str(other[1]), "--data_dir",
+                   str(data), "--output_dir", str(out), "--what", "enc,logp"])
+    with pytest.raises(UserError, match="stale cache"):
+        check_reference_cache(out, other[0], other[1])
+    with pytest.raises(UserError, match="stale cache"):
+        build_student(other, reference_cache=str(out))
+    build_student(ref, reference_cache=str(out))  # the right one is accepted
