@@ -130,7 +130,7 @@ def test_gradients_reach_the_student_only(ref):
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     loss, stats, weight = model(*batch())
     assert loss.requires_grad and int(weight) == 3
-    assert {"loss", "clip", "mse", "mse_logp", "temperature"} <= set(stats)
+    assert {"loss", "loss_clip", "loss_mse", "loss_mse_logp", "temperature"} <= set(stats)
     loss.backward()
     opt.step()
     assert all(p.grad is None for p in model.reference.parameters())
@@ -155,8 +155,14 @@ def test_cached_targets_equal_on_the_fly(ref):
                             ref_logp=logp, ref_logp_lengths=enc_lens)
     assert loss_enc.item() == pytest.approx(loss.item(), rel=1e-6)
     assert loss_both.item() == pytest.approx(loss.item(), rel=1e-6)
-    with pytest.raises(RuntimeError, match="different output lengths"):
-        model(speech, lens, text, tlens, ref_enc=enc, ref_enc_lengths=enc_lens - 1)
+    # cached utterances computed alone may be a frame shorter than in a padded batch: the common
+    # frames are compared; a larger difference means the cache belongs to other data
+    short = enc_lens.clone()
+    short[1] -= 1
+    loss_short, _, _ = model(speech, lens, text, tlens, ref_enc=enc, ref_enc_lengths=short)
+    assert torch.isfinite(loss_short) and loss_short.item() != loss.item()
+    with pytest.raises(RuntimeError, match="does not fit this data"):
+        model(speech, lens, text, tlens, ref_enc=enc, ref_enc_lengths=enc_lens - 3)
 
 
 def test_ctc_weight_in_encrl_adds_the_ctc_loss(ref):
@@ -164,7 +170,7 @@ def test_ctc_weight_in_encrl_adds_the_ctc_loss(ref):
     model.eval()
     loss, stats, _ = model(*batch())
     assert "loss_ctc" in stats
-    assert loss.item() == pytest.approx((stats["clip"] + stats["mse"] + 0.5 * stats["loss_ctc"]).item(), rel=1e-5)
+    assert loss.item() == pytest.approx((stats["loss_clip"] + stats["loss_mse"] + 0.5 * stats["loss_ctc"]).item(), rel=1e-5)
 
 
 def test_init_from_reference_copies_the_chosen_blocks(ref):
@@ -276,7 +282,7 @@ def test_dump_reference_targets(ref, tmp_path):
     data = _tiny_data_dir(tmp_path / "data")
     out = tmp_path / "targets"
     argv = ["--reference_config", str(cfg), "--reference_model", str(pth), "--data_dir", str(data),
-            "--output_dir", str(out), "--what", "enc,logp", "--batch_seconds", "0.3"]
+            "--output_dir", str(out), "--what", "enc,logp"]
     dump.main(argv)
     info = yaml.safe_load((out / "info.yaml").read_text())
     assert info["complete"] and info["this_run"]["utterances"] == 4
@@ -318,3 +324,59 @@ def test_dump_reference_targets(ref, tmp_path):
     with pytest.raises(UserError, match="stale cache"):
         build_student(other, reference_cache=str(out))
     build_student(ref, reference_cache=str(out))  # the right one is accepted
+
+
+def test_espnet_trainer_with_cached_targets(ref, tmp_path):
+    """Two epochs of ESPnet's own trainer: cached ref_enc read as optional data, student-only checkpoints,
+    and the checkpoint starts an lw_ctc fine-tune through --init_param <pth>:::alignment."""
+    from espnet2.torch_utils.load_pretrained_model import load_pretrained_model
+
+    from espnet_lw.bin import dump_reference_targets as dump
+
+    cfg, pth = ref
+    data = _tiny_data_dir(tmp_path / "data", n=6)
+    (data / "text").write_text("".join(f"u{i} a b c\n" for i in range(6)))
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("\n".join(TOKENS) + "\n")
+    (tmp_path / "speech_shape").write_text("".join(f"u{i} {1600 + 700 * i}\n" for i in range(6)))
+    (tmp_path / "text_shape").write_text("".join(f"u{i} 3,10\n" for i in range(6)))
+    cache = tmp_path / "cache"
+    dump.main(["--reference_config", str(cfg), "--reference_model", str(pth), "--data_dir", str(data),
+               "--output_dir", str(cache)])
+    alignment = {"clip": {"learnable_temperature": True, "projection": True, "proj_dim": 8},
+                 "mse": {"target": "ctc_logp"}}
+    conf = {
+        "frontend": "default", "frontend_conf": FRONTEND, "specaug": "specaug", "specaug_conf": SPECAUG,
+        "normalize": "global_mvn", "normalize_conf": {"stats_file": str(cfg.parent / "feats_stats.npz")},
+        "encoder": "conformer", "encoder_conf": {**ENCODER, "num_blocks": 2}, "decoder": "none",
+        "model": "lw_encrl",
+        "model_conf": {"reference_config": str(cfg), "reference_model": str(pth), "reference_cache": str(cache),
+                       "alignment": alignment, "init_from_reference": "first"},
+        "optim": "adam", "optim_conf": {"lr": 0.001}, "batch_type": "folded", "batch_size": 3, "max_epoch": 2,
+        "num_workers": 0, "best_model_criterion": [["valid", "loss", "min"]], "use_tensorboard": False,
+        "num_att_plot": 0, "seed": 0,
+    }
+    (tmp_path / "encrl.yaml").write_text(yaml.safe_dump(conf))
+    exp = tmp_path / "exp"
+    LWASRTask.main(cmd=[
+        "--config", str(tmp_path / "encrl.yaml"), "--output_dir", str(exp), "--token_list", str(tokens),
+        "--token_type", "char", "--ngpu", "0", "--fold_length", "80000", "--fold_length", "150",
+        "--train_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+        "--train_data_path_and_name_and_type", f"{data}/text,text,text",
+        "--train_data_path_and_name_and_type", f"{cache}/ref_enc.scp,ref_enc,kaldi_ark",
+        "--valid_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+        "--valid_data_path_and_name_and_type", f"{data}/text,text,text",
+        "--train_shape_file", str(tmp_path / "speech_shape"), "--train_shape_file", str(tmp_path / "text_shape"),
+        "--valid_shape_file", str(tmp_path / "speech_shape"), "--valid_shape_file", str(tmp_path / "text_shape"),
+    ])
+    state = torch.load(exp / "2epoch.pth")
+    assert {k.split(".")[2] for k in state if k.startswith("encoder.encoders.")} == {"0", "1"}
+    assert "alignment.temperature.log_scale" in state and "alignment.proj_student.weight" in state
+    assert not any("reference" in k for k in state)
+    # the fine-tune model (lw_ctc, same student) takes everything but the loss's own parameters
+    ft_conf = _config(model="lw_ctc", encoder_conf={**ENCODER, "num_blocks": 2},
+                      normalize_conf={"stats_file": str(cfg.parent / "feats_stats.npz")}, model_conf={})
+    ft = LWASRTask.build_model(argparse.Namespace(**ft_conf))
+    load_pretrained_model(f"{exp / 'valid.loss.ave.pth'}:::alignment", ft, ignore_init_mismatch=False)
+    assert torch.equal(ft.state_dict()["ctc.ctc_lo.weight"],
+                       torch.load(exp / "valid.loss.ave.pth")["ctc.ctc_lo.weight"])

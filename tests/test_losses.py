@@ -123,7 +123,7 @@ def test_alignment_loss_config():
     total, stats = loss(s, r, lens, sl, rl)
     expected = clip_loss(s, r, lens, temperature=0.07) + 2.0 * (mse_loss(s, r, lens) + mse_loss(sl, rl, lens))
     assert total.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert set(stats) == {"clip", "temperature", "mse", "mse_enc", "mse_logp"}
+    assert set(stats) == {"loss_clip", "temperature", "loss_mse", "loss_mse_enc", "loss_mse_logp"}
     # widths differ -> projection heads appear automatically
     proj = AlignmentLoss({"clip": {}, "mse": {"target": "encoder"}}, 6, 8)
     assert proj.proj_student.in_features == 6 and proj.proj_reference.in_features == 8

@@ -3,8 +3,8 @@
 Two decoders, chosen with ``decoding:`` in the ``--config`` YAML (conf/decode_ctc_*.yaml):
 
 * ``greedy``: best path, batched (argmax per frame, merge repeats, drop blanks);
-* ``beam``: ESPnet's own ``Speech2Text`` beam search with the CTC prefix scorer only
-  (``ctc_weight: 1.0``, no decoder, no LM), one utterance at a time.
+* ``beam``: CTC prefix beam search (frame-synchronous, ``espnet_lw.decoding``), batched
+  encoder, no LM.
 
 The model is loaded with ESPnet's ``Speech2Text`` (so any ESPnet ASR model works, plus
 espnet-lw's classes). Outputs in ``--output_dir``: ``text`` (uttid words), ``token``,
@@ -27,14 +27,15 @@ from pathlib import Path
 
 import yaml
 
+from espnet_lw.decoding import greedy_search, prefix_beam_search
 from espnet_lw.utils.cli import UserError, run_main, setup_logging
 
-DEFAULTS = {"decoding": "greedy", "batch_size": 8, "beam_size": 10, "penalty": 0.0}
+DEFAULTS = {"decoding": "greedy", "batch_size": 8, "beam_size": 10}
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="decoding YAML (keys: decoding, batch_size, beam_size, penalty)")
+    p.add_argument("--config", help="decoding YAML (keys: decoding, batch_size, beam_size)")
     p.add_argument("--asr_train_config", required=True, help="config.yaml written by training")
     p.add_argument("--asr_model_file", required=True, help="model parameters (.pth)")
     p.add_argument("--data_path_and_name_and_type", required=True, help="wav.scp,speech,sound")
@@ -91,14 +92,12 @@ def build_speech2text(args, opts, device: str):
         device=device,
         ctc_weight=1.0,
         lm_weight=0.0,
-        beam_size=int(opts["beam_size"]),
-        penalty=float(opts["penalty"]),
         nbest=1,
     )
 
 
-def greedy_batch(s2t, waves):
-    """Best-path CTC decoding of a list of 1-D float tensors; returns (tokens, ids) per item."""
+def decode_batch(s2t, waves, opts):
+    """CTC decoding of a list of 1-D float tensors; returns token ids per item."""
     import torch
 
     model = s2t.asr_model
@@ -108,13 +107,15 @@ def greedy_batch(s2t, waves):
         speech[i, : len(w)] = w
     with torch.no_grad():
         enc, enc_lens = model.encode(speech.to(s2t.device), lengths.to(s2t.device))
-        best = model.ctc.argmax(enc).cpu()
+        logp = model.ctc.log_softmax(enc).cpu().numpy()
     out = []
     blank = model.blank_id
     for i in range(len(waves)):
-        seq = best[i, : int(enc_lens[i])].tolist()
-        ids = [t for j, t in enumerate(seq) if t != blank and (j == 0 or t != seq[j - 1])]
-        out.append(ids)
+        frames = logp[i, : int(enc_lens[i])]
+        if opts["decoding"] == "greedy":
+            out.append(greedy_search(frames, blank))
+        else:
+            out.append(prefix_beam_search(frames, int(opts["beam_size"]), blank)[0][0])
     return out
 
 
@@ -135,8 +136,7 @@ def decode_part(job):
     device = "cuda" if args.ngpu > 0 else "cpu"
     s2t = build_speech2text(args, opts, device)
     results, audio_sec = [], 0.0
-    fs = getattr(s2t.asr_train_args, "frontend_conf", {}).get("fs", None)
-    bs = int(opts["batch_size"]) if opts["decoding"] == "greedy" else 1
+    bs = int(opts["batch_size"])
     for start in range(0, len(items), bs):
         chunk = items[start : start + bs]
         waves = []
@@ -149,16 +149,9 @@ def decode_part(job):
                 wav = wav[:, 0]
             audio_sec += len(wav) / rate
             waves.append(torch.from_numpy(wav))
-        if opts["decoding"] == "greedy":
-            for (uttid, _), ids in zip(chunk, greedy_batch(s2t, waves)):
-                text, tokens = ids_to_text(s2t, ids)
-                results.append((uttid, text, tokens, ids))
-        else:
-            with torch.no_grad():
-                hyps = s2t(waves[0])
-            text, tokens, ids, _ = hyps[0]
-            results.append((chunk[0][0], " ".join((text or "").split()), tokens, list(ids)))
-    del fs
+        for (uttid, _), ids in zip(chunk, decode_batch(s2t, waves, opts)):
+            text, tokens = ids_to_text(s2t, ids)
+            results.append((uttid, text, tokens, ids))
     return results, audio_sec
 
 

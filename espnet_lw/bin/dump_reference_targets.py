@@ -17,7 +17,10 @@ and are given to the trainer as ``--train_data_path_and_name_and_type DIR/ref_en
 ``ref_logp`` is rarely worth its disk space: the model derives it from ``ref_enc`` with the
 reference's linear head, which costs next to nothing.
 
-Utterances are sorted by length and batched up to ``--batch_seconds`` of audio. The run resumes
+Utterances are run one at a time by default: ESPnet's conv2d subsampling counts output frames
+from the padded batch length and its conv modules see the padding, so batched targets would depend
+on the batch an utterance happened to land in (``--batch_seconds S`` batches anyway, faster on a
+GPU; the model compares the frames both sides have, within ``cache_length_tolerance``). The run resumes
 where it stopped (per-job ark/scp under DIR/split/ are appended to, finished utterances are
 skipped); a finished cache is left alone, and a cache made for another reference or data dir is
 refused unless ``--overwrite true`` (the old directory is moved aside, never deleted).
@@ -64,7 +67,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--nj", type=int, default=1, help="parallel processes [1]")
     p.add_argument("--num_threads", type=int, default=1, help="torch threads per process [1]")
     p.add_argument("--device", default="cpu", help="cpu or cuda (with --nj N: cuda:0..N-1 round robin) [cpu]")
-    p.add_argument("--batch_seconds", type=float, default=120.0, help="seconds of (padded) audio per batch [120]")
+    p.add_argument("--batch_seconds", type=float, default=0.0,
+                   help="seconds of (padded) audio per batch; 0: one utterance at a time, which makes the "
+                        "targets independent of batching (ESPnet's subsampling and conv modules see the padding) [0]")
     p.add_argument("--overwrite", type=str2bool, default=False,
                    help="move an existing different cache aside (DIR.old.<time>) and start again [false]")
     p.add_argument("--log_level", default="INFO")
@@ -119,7 +124,10 @@ def utterance_lengths(data_dir: Path, wav: Dict[str, str]) -> Dict[str, int]:
 
 
 def make_batches(keys: Sequence[str], lengths: Dict[str, int], max_samples: int) -> List[List[str]]:
-    """Length-sorted batches whose padded size (batch x longest) stays under ``max_samples``."""
+    """Length-sorted batches whose padded size (batch x longest) stays under ``max_samples``
+    (``max_samples <= 0``: one utterance per batch)."""
+    if max_samples <= 0:
+        return [[k] for k in sorted(keys, key=lambda k: (lengths[k], k))]
     batches: List[List[str]] = []
     cur: List[str] = []
     for k in sorted(keys, key=lambda k: (lengths[k], k)):

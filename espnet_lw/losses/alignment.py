@@ -181,7 +181,9 @@ class AlignmentLoss(torch.nn.Module):
     ``ctc_logp`` (log-softmax of the student's CTC head vs. the reference's), or ``both``.
 
     Call it with the encoder outputs (and, for the ``ctc_logp`` target, the two heads'
-    log-posteriors); it returns ``(total, stats)``.
+    log-posteriors); it returns ``(total, stats)`` with ``loss_clip``, ``temperature``,
+    ``loss_mse`` (``loss_mse_enc`` / ``loss_mse_logp`` per target). (Not ``clip``: ESPnet's
+    trainer reports its gradient-clipping threshold under that name.)
     """
 
     def __init__(self, conf: Optional[dict], student_dim: int, reference_dim: int):
@@ -292,7 +294,7 @@ class AlignmentLoss(torch.nn.Module):
                 generator=self._generator,
             )
             total = total + float(self.clip_conf["weight"]) * c
-            stats["clip"] = c.detach()
+            stats["loss_clip"] = c.detach()
             stats["temperature"] = torch.tensor(self.current_temperature())
         if self.mse_conf is not None:
             target = self.mse_conf["target"]
@@ -300,14 +302,14 @@ class AlignmentLoss(torch.nn.Module):
             if target in ("encoder", "both"):
                 a = self.mse_proj(student) if self.mse_proj is not None else student
                 m_enc = mse_loss(a, reference, lens)
-                stats["mse_enc"] = m_enc.detach()
+                stats["loss_mse_enc"] = m_enc.detach()
                 m = m + m_enc
             if target in ("ctc_logp", "both"):
                 if student_logp is None or reference_logp is None:
                     raise ValueError("alignment.mse.target uses ctc_logp but no log-posteriors were given")
                 m_logp = mse_loss(student_logp, reference_logp, lens)
-                stats["mse_logp"] = m_logp.detach()
+                stats["loss_mse_logp"] = m_logp.detach()
                 m = m + m_logp
             total = total + float(self.mse_conf["weight"]) * m
-            stats["mse"] = m.detach()
+            stats["loss_mse"] = m.detach()
         return total, stats

@@ -14,6 +14,7 @@ normalize / encoder / ctc describe the **student** (a stock ``ConformerEncoder``
         init_from_reference: null     # null | first | last | every_other | [0, 4, 8, ...]
         ctc_weight_in_encrl: 0.0      # > 0 adds the student's CTC loss on the transcripts
         reference_cache: null         # dir(s) written by espnet_lw.bin.dump_reference_targets
+        cache_length_tolerance: 2     # cached vs. in-batch output lengths may differ by this much
 
 The reference is built with ESPnet's own model code from its ``config.yaml``, loaded strictly
 (every key present, nothing extra), frozen, always in eval mode and run under
@@ -304,6 +305,13 @@ def check_init_state(init: dict, student_state: dict, where: str) -> None:
 
 
 # ------------------------------------------------------------------------------ the model
+def _fit_time(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Cut or zero-pad the time axis (dim 1) of ``x`` to ``t`` frames."""
+    if x.size(1) >= t:
+        return x[:, :t]
+    return torch.nn.functional.pad(x, (0, 0, 0, t - x.size(1)))
+
+
 class EncRLModel(ESPnetASRModel):
     """Student encoder + linear CTC head trained to reproduce a frozen reference encoder."""
 
@@ -316,6 +324,7 @@ class EncRLModel(ESPnetASRModel):
         init_from_reference: BlocksSpec = None,
         ctc_weight_in_encrl: float = 0.0,
         reference_cache: Union[None, str, List[str]] = None,
+        cache_length_tolerance: int = 2,
         **kwargs,
     ):
         if kwargs.get("decoder") is not None:
@@ -336,6 +345,7 @@ class EncRLModel(ESPnetASRModel):
         if ctc_weight_in_encrl < 0:
             raise ValueError(f"ctc_weight_in_encrl must be >= 0, got {ctc_weight_in_encrl}")
         self.ctc_weight_in_encrl = float(ctc_weight_in_encrl)
+        self.cache_length_tolerance = int(cache_length_tolerance)
         self.reference_config = str(reference_config)
         self.reference_model = str(reference_model)
 
@@ -464,18 +474,33 @@ class EncRLModel(ESPnetASRModel):
         if isinstance(enc, tuple):
             enc = enc[0]
         r_enc, r_logp, r_lens = self._reference_targets(speech, speech_lengths, ref_enc, ref_enc_lengths, ref_logp)
-        if not torch.equal(enc_lens.cpu(), r_lens.cpu()):
-            raise RuntimeError(
-                "EncRL: student and reference encoders give different output lengths "
-                f"(student {enc_lens.tolist()}, reference {r_lens.tolist()}); they need the same frontend hop "
-                "and input_layer subsampling" + (" -- or the cached ref_enc does not match this data" if ref_enc is not None else "")
-            )
         t = enc.size(1)
-        r_enc = r_enc[:, :t]
+        if ref_enc is None:
+            if not torch.equal(enc_lens.cpu(), r_lens.cpu()):
+                raise RuntimeError(
+                    "EncRL: student and reference encoders give different output lengths "
+                    f"(student {enc_lens.tolist()}, reference {r_lens.tolist()}); they need the same "
+                    "frontend hop_length and encoder input_layer (subsampling)"
+                )
+            lens = enc_lens
+        else:
+            # ESPnet's conv2d subsampling counts output frames from the *padded* batch length, so
+            # a cached utterance (computed alone) may be a frame shorter or longer than the same
+            # utterance in a training batch: compare the common frames only.
+            r_lens = r_lens.to(enc_lens.device)
+            diff = int((enc_lens - r_lens).abs().max())
+            if diff > self.cache_length_tolerance:
+                raise RuntimeError(
+                    "EncRL: the cached ref_enc does not fit this data: student output lengths "
+                    f"{enc_lens.tolist()}, cached {r_lens.tolist()} (utterances {kwargs.get('utt_id')}); "
+                    "was the cache dumped from another data dir or another reference?"
+                )
+            lens = torch.minimum(enc_lens, r_lens)
+        r_enc = _fit_time(r_enc, t)
         if r_logp is not None:
-            r_logp = r_logp[:, :t]
+            r_logp = _fit_time(r_logp, t)
         s_logp = self.ctc.log_softmax(enc) if self.alignment.needs_logp else None
-        loss, stats = self.alignment(enc, r_enc, enc_lens, s_logp, r_logp)
+        loss, stats = self.alignment(enc, r_enc, lens, s_logp, r_logp)
         if self.ctc_weight_in_encrl > 0:
             if text is None or text_lengths is None:
                 raise ValueError("ctc_weight_in_encrl > 0 needs the transcripts (text) in the batch")

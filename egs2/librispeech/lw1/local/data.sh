@@ -169,7 +169,7 @@ for part in ${parts}; do
     pids+=($!)
     while [ "$(jobs -rp | wc -l)" -ge "${nj}" ]; do sleep 0.2; done
 done
-for pid in "${pids[@]}"; do wait "${pid}" || die "data preparation failed (see the messages above)"; done
+for pid in ${pids[@]+"${pids[@]}"}; do wait "${pid}" || die "data preparation failed (see the messages above)"; done
 
 "${python}" -m espnet_lw.bin.combine_data --overwrite data/dev data/dev_clean data/dev_other
 case "${train_subset}" in
