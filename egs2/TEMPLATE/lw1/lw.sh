@@ -14,7 +14,7 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (lw.sh:${BASH_LINENO[0]}) $*" >&2; }
 die() { echo "ERROR: $*" >&2; exit 1; }
 
 SECONDS=0
-command_line="$0 $*"
+command_line="${LW_RUN_COMMAND:-$0 $*}"  # run.sh exports LW_RUN_COMMAND: the command the user typed
 
 # ----------------------------------------------------------------------------------------- options
 stage=1                 # first stage to run
@@ -142,7 +142,8 @@ if [ -z "${asr_tag}" ]; then
 fi
 asr_exp="${expdir}/asr_${asr_tag}"
 if [ -z "${inference_tag}" ]; then
-    inference_tag="decode_$(basename "${inference_config}" .yaml)_asr_model_${inference_asr_model%.*}"
+    _conf_name="$(basename "${inference_config}" .yaml)"
+    inference_tag="decode_${_conf_name#decode_}_asr_model_${inference_asr_model%.*}"
 fi
 if [ -n "${speed_perturb_factors}" ]; then
     train_set_sp="${train_set}_sp"
@@ -340,6 +341,8 @@ if run_stage 11; then
         [ "${rc}" -eq 0 ] || die "training failed (exit ${rc}): see ${asr_exp}/train.log; last lines:
 $(tail -n 15 "${asr_exp}/train.log")"
         [ -f "${asr_exp}/${inference_asr_model}" ] || die "training ended without ${asr_exp}/${inference_asr_model}: see ${asr_exp}/train.log"
+        ${python} -m espnet_lw.bin.model_info --asr_train_config "${asr_exp}/config.yaml" \
+            --asr_model_file "${asr_exp}/${inference_asr_model}" > "${asr_exp}/params.txt"
         touch "${asr_exp}/.done.stage11"
         finish 11 "${desc}" done
     fi

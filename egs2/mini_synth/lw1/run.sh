@@ -6,6 +6,7 @@
 #   ./run.sh --local_data_opts "--size tiny" --asr_args "--max_epoch 1"   # a quick smoke run
 # All options: ./lw.sh --help
 set -euo pipefail
+export LW_RUN_COMMAND="${LW_RUN_COMMAND:-$0 $*}"
 cd "$(dirname "$0")"
 
 train_set=train
