@@ -109,6 +109,10 @@ def test_reference_is_outside_the_state_dict_and_parameters(ref):
     assert not ref_params & {id(p) for p in model.parameters()}
     assert len(model.reference.encoder.encoders) == 4
     assert all(not p.requires_grad for p in model.reference.parameters())
+    # model.to(...) (what the trainer does) carries the unregistered reference along
+    model.to(torch.float64)
+    assert next(model.reference.parameters()).dtype == torch.float64
+    assert all(not p.requires_grad for p in model.reference.parameters())
 
 
 def test_reference_stays_in_eval_mode(ref):

@@ -263,3 +263,15 @@ def test_sctk_wrapper_fallback(monkeypatch, tmp_path):
     ref = write(tmp_path / "text", REF_10)
     hyp = write(tmp_path / "hyp", HYP_3ERR)
     assert score(ref, hyp, tmp_path / "out", score_types=["wer"])["wer"].err == 30.0
+
+
+def test_stage_times_keep_the_run_that_did_the_work(tmp_path):
+    from espnet_lw.bin.make_results import read_stage_times
+
+    tsv = tmp_path / "stage_times.tsv"
+    tsv.write_text(
+        "3\tformat\t7\tdone\n11\ttraining exp/a\t3600\tdone\n3\tformat\t0\tskipped\n"
+        "11\ttraining exp/a\t0\tskipped\n12\tdecoding x\t50\tdone\n12\tdecoding x\t40\tdone\n"
+    )
+    rows = [(t.stage, t.seconds, t.status) for t in read_stage_times(tsv)]
+    assert rows == [("3", 7.0, "done"), ("11", 3600.0, "done"), ("12", 40.0, "done")]

@@ -14,6 +14,12 @@ from espnet_lw.tasks.asr import LWASRTask
 
 def main(cmd=None) -> None:
     """Run ESPnet's ASR training main loop."""
+    import torch
+
+    # Tiny gradients and Adam moments turn into subnormal floats after a few hundred steps;
+    # on x86 CPUs every operation on them is many times slower. Flushing them to zero changes
+    # nothing measurable in training and keeps CPU epochs at a steady speed.
+    torch.set_flush_denormal(True)
     LWASRTask.main(cmd=cmd)
 
 

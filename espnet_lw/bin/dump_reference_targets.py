@@ -225,8 +225,6 @@ def _write_info(path: Path, info: dict) -> None:
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
     setup_logging(args.log_level)
-    from espnet_lw.models.encrl import reference_fingerprint  # noqa: PLC0415
-
     what = [w.strip() for w in args.what.split(",") if w.strip()]
     bad = [w for w in what if w not in WHATS]
     if bad or not what:
@@ -239,6 +237,8 @@ def main(argv=None) -> None:
     if not (data_dir / "wav.scp").is_file():
         raise UserError("no wav.scp", str(data_dir), "give a formatted data dir such as dump/raw/train")
     out = Path(args.output_dir)
+    from espnet_lw.models.encrl import reference_fingerprint  # noqa: PLC0415 - slow import, after the checks
+
     fingerprint = reference_fingerprint(args.reference_config, args.reference_model)
     info_file = out / "info.yaml"
 

@@ -120,7 +120,26 @@ def read_stage_times(path: Path) -> List[StageTime]:
                             fix="the third column must be the wall time in seconds") from None
         status = cells[3].strip() if len(cells) > 3 else ""
         out.append(StageTime(cells[0].strip(), cells[1].strip(), seconds, status))
-    return out
+    return latest_work(out)
+
+
+def latest_work(times: List[StageTime]) -> List[StageTime]:
+    """One line per (stage, description): the last run that did the work.
+
+    The driver appends a line each time a stage is selected, also when it only finds the
+    stage finished and skips it; the table should show what the work cost, so a later
+    ``skipped`` line does not hide an earlier ``done`` one.
+    """
+    chosen: dict = {}
+    for t in times:
+        key = (t.stage, t.description)
+        if key not in chosen or t.status != "skipped" or chosen[key].status == "skipped":
+            chosen[key] = t
+
+    def order(t: StageTime):
+        return (int(t.stage) if t.stage.isdigit() else 10**6, t.description)
+
+    return sorted(chosen.values(), key=order)
 
 
 def human_duration(seconds: float) -> str:

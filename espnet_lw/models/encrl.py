@@ -45,11 +45,16 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 import yaml
-from espnet2.asr.espnet_model import ESPnetASRModel
-from espnet2.torch_utils.device_funcs import force_gatherable
 
-from espnet_lw.losses.alignment import AlignmentLoss
-from espnet_lw.utils.cli import UserError
+from espnet_lw.utils.quiet import import_quietly
+
+import_quietly("espnet2.asr.espnet_model")  # offline nltk + no Flash Attention notice on stdout
+
+from espnet2.asr.espnet_model import ESPnetASRModel  # noqa: E402
+from espnet2.torch_utils.device_funcs import force_gatherable  # noqa: E402
+
+from espnet_lw.losses.alignment import AlignmentLoss  # noqa: E402
+from espnet_lw.utils.cli import UserError  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
