@@ -174,7 +174,8 @@ def test_ctc_weight_in_encrl_adds_the_ctc_loss(ref):
     model.eval()
     loss, stats, _ = model(*batch())
     assert "loss_ctc" in stats
-    assert loss.item() == pytest.approx((stats["loss_clip"] + stats["loss_mse"] + 0.5 * stats["loss_ctc"]).item(), rel=1e-5)
+    expected = stats["loss_clip"] + stats["loss_mse"] + 0.5 * stats["loss_ctc"]
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_init_from_reference_copies_the_chosen_blocks(ref):

@@ -180,7 +180,8 @@ def run_job(job: int, keys: List[str], conf: dict) -> dict:
         for k in batch:
             _, x = reader[k]
             if x.ndim != 1:
-                raise UserError(f"{k}: expected mono audio, got shape {x.shape}", str(Path(conf["data_dir"]) / "wav.scp"))
+                raise UserError(f"{k}: expected mono audio, got shape {x.shape}",
+                                str(Path(conf["data_dir"]) / "wav.scp"))
             wavs.append(torch.from_numpy(np.ascontiguousarray(x)))
         lens = torch.tensor([len(w) for w in wavs])
         speech = torch.zeros(len(wavs), int(lens.max()))

@@ -152,7 +152,9 @@ def clip_loss(
 def mse_loss(student: torch.Tensor, reference: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the valid frames (mean over frames and feature dims)."""
     if student.shape != reference.shape:
-        raise ValueError(f"mse_loss: shapes differ: student {tuple(student.shape)} vs reference {tuple(reference.shape)}")
+        raise ValueError(
+            f"mse_loss: shapes differ: student {tuple(student.shape)} vs reference {tuple(reference.shape)}"
+        )
     mask = length_mask(lens, student.size(1)).to(student.dtype).unsqueeze(-1)
     sq = (student - reference.to(student.dtype)) ** 2 * mask
     denom = mask.sum() * student.size(-1)

@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
