@@ -54,6 +54,14 @@ asr_args=""             # extra arguments for espnet_lw.bin.asr_train (e.g. "--m
 asr_stats_dir=""        # default: ${expdir}/asr_stats_raw_<token_type>_<nbpe>
 feats_normalize=global_mvn
 
+# students (stage 11): see conf/student_r*.yaml
+student_config=""       # e.g. conf/student_r67.yaml: train a student of the reference (decoded in 12-13)
+student_mode=encrl      # encrl (EncRL + fine-tune) | scratch (baseline) | pruned (reference blocks + fine-tune)
+student_tag=""          # default: <student config name>_<student_mode>
+student_args=""         # extra arguments for the student's training runs (e.g. "--max_epoch 2")
+ref_exp=""              # a trained reference exp dir (config.yaml + model); default: the one stage 11 trains
+ref_cache=true          # EncRL: compute the reference's targets once and reuse them
+
 # decoding (stage 12) and scoring (stage 13)
 inference_config=conf/decode_ctc_greedy.yaml
 inference_tag=""        # default: decode_<inference config name>_<model file>
@@ -72,7 +80,7 @@ ESPnet-style ASR recipe driver of espnet-lw (stages follow egs2/TEMPLATE/asr1/as
    1  data preparation (local/data.sh)        8  (LM)  skipped: CTC decoding without an LM
    2  speed perturbation                      9  (LM)  skipped
    3  format wav into \${dumpdir}/raw         10  feature statistics (global MVN)
-   4  drop too long / too short utterances   11  training (reference model)
+   4  drop too long / too short utterances   11  training: reference, students
    5  token list (sentencepiece BPE)         12  decoding (CTC greedy / prefix beam)
  6-7  (LM)  skipped                          13  scoring with sclite, RESULTS.md
 
@@ -89,6 +97,10 @@ Options (default in brackets):
   --speed_perturb_factors STR  e.g. \"0.9 1.0 1.1\" [${speed_perturb_factors}]
   --token_type bpe|char --nbpe N --bpemode unigram|bpe --bpe_train_text FILE
   --asr_config YAML --asr_tag NAME --asr_args STR
+  --student_config YAML       train a student of the reference in stage 11, decode it in 12-13
+  --student_mode encrl|scratch|pruned --student_tag NAME --student_args STR
+  --ref_exp DIR                a trained reference (config.yaml + model) instead of training one
+  --ref_cache BOOL             EncRL: reuse the reference's targets computed once [${ref_cache}]
   --inference_config YAML --inference_tag NAME --inference_args STR
   --inference_asr_model FILE   model file in the experiment dir [${inference_asr_model}]
   --train_set NAME --valid_set NAME --test_sets \"A B\"
@@ -140,7 +152,15 @@ token_list="${token_dir}/tokens.txt"
 if [ -z "${asr_tag}" ]; then
     asr_tag="$(basename "${asr_config}" .yaml)_raw_${token_type}$( [ "${token_type}" = bpe ] && echo "${nbpe}")"
 fi
-asr_exp="${expdir}/asr_${asr_tag}"
+[ -n "${ref_exp}" ] || ref_exp="${expdir}/asr_${asr_tag}"
+case "${student_mode}" in encrl|scratch|pruned) ;; *) die "--student_mode must be encrl, scratch or pruned" ;; esac
+if [ -n "${student_config}" ]; then
+    [ -n "${student_tag}" ] || student_tag="$(basename "${student_config}" .yaml)_${student_mode}"
+    student_exp="${expdir}/asr_${student_tag}"
+    asr_exp="${student_exp}"     # the model stages 12-13 decode and score
+else
+    asr_exp="${ref_exp}"
+fi
 if [ -z "${inference_tag}" ]; then
     _conf_name="$(basename "${inference_config}" .yaml)"
     inference_tag="decode_${_conf_name#decode_}_asr_model_${inference_asr_model%.*}"
@@ -311,40 +331,107 @@ if run_stage 10; then
     fi
 fi
 
-if run_stage 11; then
-    desc="training ${asr_exp}"
+# train_model DIR CONFIG [extra trainer args...]: one resumable training run with ESPnet's trainer.
+# Skipped when DIR/.done.stage11 exists; the full log goes to DIR/train.log, one line per epoch
+# to the console; DIR/params.txt gets the model size.
+train_model() {
+    local dir="$1" config="$2"; shift 2
+    local desc="training ${dir}"
     begin 11 "${desc}"
-    if is_done "${asr_exp}/.done.stage11"; then
-        log "stage 11: ${asr_exp} is trained (${asr_exp}/.done.stage11): skipped"
+    if is_done "${dir}/.done.stage11"; then
+        log "stage 11: ${dir} is trained (${dir}/.done.stage11): skipped"
         finish 11 "${desc}" skipped
+        return 0
+    fi
+    [ "${overwrite}" = true ] && move_aside "${dir}"
+    [ -f "${asr_stats_dir}/train/feats_stats.npz" ] || die "${asr_stats_dir}/train/feats_stats.npz missing: run stage 10 first"
+    [ -f "${config}" ] || die "${config}: no such config (see conf/ for the shipped ones)"
+    mkdir -p "${dir}"
+    log "training log: ${dir}/train.log (resumes from ${dir}/checkpoint.pth if present)"
+    # shellcheck disable=SC2046,SC2086
+    ${python} -m espnet_lw.bin.asr_train --config "${config}" --output_dir "${dir}" \
+        --ngpu "${ngpu}" --resume true \
+        --frontend_conf fs="${fs}" \
+        --normalize "${feats_normalize}" --normalize_conf stats_file="${asr_stats_dir}/train/feats_stats.npz" \
+        --train_shape_file "${asr_stats_dir}/train/speech_shape" \
+        --train_shape_file "${asr_stats_dir}/train/text_shape.${token_suffix}" \
+        --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
+        --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_suffix}" \
+        $(common_train_args) "$@" >> "${dir}/train.log" 2>&1 &
+    local train_pid=$!
+    # show one line per epoch while the full log goes to train.log
+    tail -n 0 -F --pid="${train_pid}" "${dir}/train.log" 2>/dev/null \
+        | grep --line-buffered -E "epoch results|ERROR|Traceback|Error:" >&2 || true
+    local rc=0
+    wait "${train_pid}" || rc=$?
+    [ "${rc}" -eq 0 ] || die "training failed (exit ${rc}): see ${dir}/train.log; last lines:
+$(tail -n 15 "${dir}/train.log")"
+    [ -f "${dir}/${inference_asr_model}" ] || die "training ended without ${dir}/${inference_asr_model}: see ${dir}/train.log"
+    ${python} -m espnet_lw.bin.model_info --asr_train_config "${dir}/config.yaml" \
+        --asr_model_file "${dir}/${inference_asr_model}" > "${dir}/params.txt"
+    touch "${dir}/.done.stage11"
+    finish 11 "${desc}" done
+}
+
+if run_stage 11; then
+    # 11a: the reference (skipped when trained, or when --ref_exp names a trained one)
+    if [ "${ref_exp}" = "${expdir}/asr_${asr_tag}" ]; then
+        # shellcheck disable=SC2086
+        train_model "${ref_exp}" "${asr_config}" ${asr_args}
     else
-        [ "${overwrite}" = true ] && move_aside "${asr_exp}"
-        [ -f "${asr_stats_dir}/train/feats_stats.npz" ] || die "${asr_stats_dir}/train/feats_stats.npz missing: run stage 10 first"
-        [ -f "${asr_config}" ] || die "${asr_config}: no such config (see conf/ for the shipped ones)"
-        mkdir -p "${asr_exp}"
-        log "training log: ${asr_exp}/train.log (resumes from ${asr_exp}/checkpoint.pth if present)"
-        # shellcheck disable=SC2046,SC2086
-        ${python} -m espnet_lw.bin.asr_train --config "${asr_config}" --output_dir "${asr_exp}" \
-            --ngpu "${ngpu}" --resume true \
-            --frontend_conf fs="${fs}" \
-            --normalize "${feats_normalize}" --normalize_conf stats_file="${asr_stats_dir}/train/feats_stats.npz" \
-            --train_shape_file "${asr_stats_dir}/train/speech_shape" \
-            --train_shape_file "${asr_stats_dir}/train/text_shape.${token_suffix}" \
-            --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
-            --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_suffix}" \
-            $(common_train_args) ${asr_args} >> "${asr_exp}/train.log" 2>&1 &
-        train_pid=$!
-        # show one line per epoch while the full log goes to train.log
-        tail -n 0 -F --pid="${train_pid}" "${asr_exp}/train.log" 2>/dev/null \
-            | grep --line-buffered -E "epoch results|ERROR|Traceback|Error:" >&2 || true
-        rc=0; wait "${train_pid}" || rc=$?
-        [ "${rc}" -eq 0 ] || die "training failed (exit ${rc}): see ${asr_exp}/train.log; last lines:
-$(tail -n 15 "${asr_exp}/train.log")"
-        [ -f "${asr_exp}/${inference_asr_model}" ] || die "training ended without ${asr_exp}/${inference_asr_model}: see ${asr_exp}/train.log"
-        ${python} -m espnet_lw.bin.model_info --asr_train_config "${asr_exp}/config.yaml" \
-            --asr_model_file "${asr_exp}/${inference_asr_model}" > "${asr_exp}/params.txt"
-        touch "${asr_exp}/.done.stage11"
-        finish 11 "${desc}" done
+        for f in config.yaml "${inference_asr_model}"; do
+            [ -f "${ref_exp}/${f}" ] || die "--ref_exp ${ref_exp}: ${ref_exp}/${f} not found"
+        done
+        log "stage 11: using the reference in ${ref_exp}"
+    fi
+    if [ -n "${student_config}" ]; then
+        [ -f "${student_config}" ] || die "${student_config}: no such student config (see conf/student_r*.yaml)"
+        conf_dir="${student_exp}/conf"
+        ref_args=(--reference_config "${ref_exp}/config.yaml" --reference_model "${ref_exp}/${inference_asr_model}")
+        cache_args=()
+        train_cache_args=()
+        if [ "${student_mode}" = encrl ] && [ "${ref_cache}" = true ]; then
+            # 11b: reference targets of the training set, computed once and shared by every student
+            cache="${ref_exp}/targets/${train_set_sp}"
+            begin 11 "reference targets ${cache}"
+            if [ -e "${cache}/.done.stage11" ]; then
+                log "stage 11: ${cache} already holds the reference targets: reused"
+                finish 11 "reference targets ${cache}" skipped
+            else
+                ${python} -m espnet_lw.bin.dump_reference_targets "${ref_args[@]}" \
+                    --data_dir "${data_feats}/${train_set_sp}" --output_dir "${cache}" --nj "${nj}"
+                touch "${cache}/.done.stage11"
+                finish 11 "reference targets ${cache}" done
+            fi
+            cache_args=(--reference_cache "${cache}")
+            train_cache_args=(--train_data_path_and_name_and_type "${cache}/ref_enc.scp,ref_enc,kaldi_ark")
+        fi
+        mkdir -p "${conf_dir}"
+        ${python} -m espnet_lw.bin.make_student_configs "${ref_args[@]}" --student_config "${student_config}" \
+            --mode "${student_mode}" --out_dir "${conf_dir}" "${cache_args[@]}"
+        case "${student_mode}" in
+            encrl)
+                # 11c: EncRL, then 11d: linear-CTC fine-tuning initialised from it
+                # shellcheck disable=SC2086
+                train_model "${student_exp}/encrl" "${conf_dir}/encrl.yaml" "${train_cache_args[@]}" ${student_args}
+                # shellcheck disable=SC2086
+                train_model "${student_exp}" "${conf_dir}/finetune.yaml" \
+                    --init_param "${student_exp}/encrl/${inference_asr_model}:::alignment" ${student_args}
+                ;;
+            scratch)
+                # shellcheck disable=SC2086
+                train_model "${student_exp}" "${conf_dir}/scratch.yaml" ${student_args}
+                ;;
+            pruned)
+                if [ ! -f "${student_exp}/init.pth" ] || [ "${overwrite}" = true ]; then
+                    ${python} -m espnet_lw.bin.init_student "${ref_args[@]}" \
+                        --student_config "${conf_dir}/finetune.yaml" --blocks "$(cat "${conf_dir}/blocks.txt")" \
+                        --out "${conf_dir}/init.pth"
+                fi
+                # shellcheck disable=SC2086
+                train_model "${student_exp}" "${conf_dir}/finetune.yaml" --init_param "${conf_dir}/init.pth" ${student_args}
+                ;;
+        esac
     fi
 fi
 
