@@ -172,3 +172,76 @@ def test_corrupt_audio_is_named(tmp_path, make_tiny_data_dir):
     assert proc.returncode != 0
     assert "corrupt.flac" in proc.stderr and uttid in proc.stderr
     assert not (recipe / "dump/raw/dev/.done.stage3").exists()
+
+
+# ------------------------------------------------------------------------------------ students
+TINY_STUDENT = """\
+num_blocks: 1
+encrl:
+    max_epoch: 1
+    model_conf:
+        alignment:
+            clip: {weight: 1.0, level: utterance, temperature: 0.07}
+            mse: {weight: 1.0, target: ctc_logp}
+finetune:
+    max_epoch: 1
+scratch:
+    max_epoch: 2
+pruned:
+    blocks: last
+    max_epoch: 1
+"""
+
+
+def run_student(recipe: Path, mode: str) -> subprocess.CompletedProcess:
+    student = recipe / "conf_student_tiny.yaml"
+    student.write_text(TINY_STUDENT)
+    return run(recipe, "--stage", "11", "--stop_stage", "13", "--test_sets", "test",
+               "--student_config", str(student), "--student_mode", mode, *TINY_ARGS)
+
+
+def test_encrl_student_end_to_end(tiny_run):
+    import torch
+    import yaml
+
+    recipe, _ = tiny_run
+    run_student(recipe, "encrl")
+    ref = sorted(recipe.glob("exp/asr_reference_mini_raw_bpe48"))[0]
+    ref_conf = yaml.safe_load((ref / "config.yaml").read_text())
+    assert ref_conf["encoder_conf"]["num_blocks"] == 2 and ref_conf["encoder_conf"]["output_size"] == 144
+    exp = recipe / "exp" / "asr_conf_student_tiny_encrl"
+    # the reference targets were cached once, for every student to reuse
+    assert (ref / "targets" / "train" / "ref_enc.scp").is_file()
+    encrl_conf = yaml.safe_load((exp / "encrl" / "config.yaml").read_text())
+    assert encrl_conf["model"] == "lw_encrl" and encrl_conf["encoder_conf"]["num_blocks"] == 1
+    # EncRL checkpoints hold the student only: one block, no reference weights
+    state = torch.load(exp / "encrl" / "valid.loss.ave.pth", map_location="cpu")
+    assert any(k.startswith("encoder.encoders.0.") for k in state)
+    assert not any(k.startswith("encoder.encoders.1.") for k in state)
+    ft_conf = yaml.safe_load((exp / "config.yaml").read_text())
+    assert ft_conf["model"] == "lw_ctc" and ft_conf["decoder"] is None
+    assert any("encrl/valid.loss.ave.pth" in p for p in ft_conf["init_param"])
+    student_params = int((exp / "params.txt").read_text().split()[0])
+    ref_params = int((ref / "params.txt").read_text().split()[0])
+    assert student_params < ref_params
+    assert "Sum/Avg" in (next(exp.glob("decode_*")) / "test" / "score_wer" / "result.txt").read_text()
+    assert "asr_conf_student_tiny_encrl" in (recipe / "RESULTS.md").read_text()
+
+
+def test_scratch_and_pruned_baselines(tiny_run):
+    import torch
+
+    recipe, _ = tiny_run
+    run_student(recipe, "scratch")
+    run_student(recipe, "pruned")
+    scratch = recipe / "exp" / "asr_conf_student_tiny_scratch"
+    assert (scratch / "2epoch.pth").is_file()  # the scratch baseline gets the same total epochs
+    pruned = recipe / "exp" / "asr_conf_student_tiny_pruned"
+    ref_state = torch.load(next(recipe.glob("exp/asr_reference_*/valid.loss.ave.pth")), map_location="cpu")
+    init = torch.load(pruned / "conf" / "init.pth", map_location="cpu")
+    # "last": the student's only block starts as the reference's last block (index 1)
+    key = "encoder.encoders.0.feed_forward.w_1.weight"
+    assert torch.equal(init[key], ref_state["encoder.encoders.1.feed_forward.w_1.weight"])
+    for exp in (scratch, pruned):
+        assert (exp / ".done.stage11").is_file()
+        assert (next(exp.glob("decode_*")) / "test" / "score_wer" / "result.txt").is_file()
