@@ -60,6 +60,8 @@ student_mode=encrl      # encrl (EncRL + fine-tune) | scratch (baseline) | prune
 student_tag=""          # default: <student config name>_<student_mode>
 student_args=""         # extra arguments for the student's training runs (e.g. "--max_epoch 2")
 ref_exp=""              # a trained reference exp dir (config.yaml + model); default: the one stage 11 trains
+ref_model=""            # a pretrained ESPnet ASR model as the reference: packed .zip (espnet2.bin.pack), exp dir or config.yaml
+ref_model_file=""       # with --ref_model config.yaml (or an exp dir): its model .pth
 ref_cache=true          # EncRL: compute the reference's targets once and reuse them
 
 # decoding (stage 12) and scoring (stage 13)
@@ -100,6 +102,10 @@ Options (default in brackets):
   --student_config YAML       train a student of the reference in stage 11, decode it in 12-13
   --student_mode encrl|scratch|pruned --student_tag NAME --student_args STR
   --ref_exp DIR                a trained reference (config.yaml + model) instead of training one
+  --ref_model PATH             a pretrained ESPnet ASR model as the reference, no reference training: a .zip
+                               packed by espnet2.bin.pack, an exp dir, or a config.yaml with --ref_model_file
+                               X.pth; checked against the recipe (tokens, --fs, frontend, normalisation) and
+                               imported into <expdir>/asr_ref_pretrained
   --ref_cache BOOL             EncRL: reuse the reference's targets computed once [${ref_cache}]
   --inference_config YAML --inference_tag NAME --inference_args STR
   --inference_asr_model FILE   model file in the experiment dir [${inference_asr_model}]
@@ -151,6 +157,10 @@ token_list="${token_dir}/tokens.txt"
 [ -n "${asr_stats_dir}" ] || asr_stats_dir="${expdir}/asr_stats_raw_${token_type}$( [ "${token_type}" = bpe ] && echo "${nbpe}")"
 if [ -z "${asr_tag}" ]; then
     asr_tag="$(basename "${asr_config}" .yaml)_raw_${token_type}$( [ "${token_type}" = bpe ] && echo "${nbpe}")"
+fi
+if [ -n "${ref_model}" ]; then
+    [ -z "${ref_exp}" ] || die "give --ref_model or --ref_exp, not both"
+    ref_exp="${expdir}/asr_ref_pretrained"
 fi
 [ -n "${ref_exp}" ] || ref_exp="${expdir}/asr_${asr_tag}"
 case "${student_mode}" in encrl|scratch|pruned) ;; *) die "--student_mode must be encrl, scratch or pruned" ;; esac
@@ -374,7 +384,21 @@ $(tail -n 15 "${dir}/train.log")"
 }
 
 if run_stage 11; then
-    # 11a: the reference (skipped when trained, or when --ref_exp names a trained one)
+    if [ -n "${ref_model}" ]; then
+        # 11a: a pretrained ESPnet model as the reference: checked against the recipe and imported into
+        # ${ref_exp} (skipped when already imported and unchanged); a mismatch stops here, before any training
+        begin 11 "importing the reference ${ref_model}"
+        ref_file_args=()
+        [ -z "${ref_model_file}" ] || ref_file_args=(--ref_model_file "${ref_model_file}")
+        ref_status=$(${python} -m espnet_lw.bin.import_reference --ref_model "${ref_model}" "${ref_file_args[@]}" \
+            --token_list "${token_list}" --token_type "${token_type}" --bpemodel "${bpemodel}" --fs "${fs_int}" \
+            --asr_config "${asr_config}" --stats_file "${asr_stats_dir}/train/feats_stats.npz" \
+            --normalize "${feats_normalize}" --model_name "${inference_asr_model}" \
+            --overwrite "${overwrite}" --out_dir "${ref_exp}" | tail -n 1) \
+            || die "stage 11: importing --ref_model ${ref_model} failed (see above); nothing was trained"
+        finish 11 "importing the reference ${ref_model}" "$( [ "${ref_status}" = skipped ] && echo skipped || echo done)"
+    fi
+    # 11a: the reference (skipped when trained, or when --ref_exp / --ref_model names one)
     if [ "${ref_exp}" = "${expdir}/asr_${asr_tag}" ]; then
         # shellcheck disable=SC2086
         train_model "${ref_exp}" "${asr_config}" ${asr_args}
