@@ -14,7 +14,10 @@
 # Report only (no training): python -m espnet_lw.bin.benchmark report --recipe_dir .
 set -euo pipefail
 
-command_line="$0$(printf ' %q' "$@")"
+command_line="$0"  # the exact command, quoted so that it can be pasted back
+for a in "$@"; do
+    if [[ "${a}" =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then command_line+=" ${a}"; else command_line+=" ${a@Q}"; fi
+done
 ratios="50 67 83"
 ablation_ratio=67
 test_sets="dev test field"
