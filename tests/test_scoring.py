@@ -275,3 +275,14 @@ def test_stage_times_keep_the_run_that_did_the_work(tmp_path):
     )
     rows = [(t.stage, t.seconds, t.status) for t in read_stage_times(tsv)]
     assert rows == [("3", 7.0, "done"), ("11", 3600.0, "done"), ("12", 40.0, "done")]
+
+
+def test_make_results_keeps_the_benchmark_section(tmp_path):
+    from espnet_lw.bin.make_results import keep_marked_sections
+
+    out = tmp_path / "RESULTS.md"
+    out.write_text("# old\n\n<!-- benchmark:begin -->\n|system|WER|\n<!-- benchmark:end -->\n")
+    new = keep_marked_sections(out, "# RESULTS\nnew tables\n")
+    assert new.startswith("# RESULTS\nnew tables")
+    assert "<!-- benchmark:begin -->\n|system|WER|\n<!-- benchmark:end -->" in new
+    assert "# old" not in new

@@ -362,6 +362,23 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: sections other tools own inside RESULTS.md (e.g. the benchmark); kept when it is rewritten
+KEPT_SECTIONS = ("benchmark",)
+
+
+def keep_marked_sections(out_path: Path, text: str) -> str:
+    """Append the ``<!-- NAME:begin -->...<!-- NAME:end -->`` blocks of the existing file."""
+    if not out_path.is_file():
+        return text
+    old = out_path.read_text(encoding="utf-8", errors="replace")
+    for name in KEPT_SECTIONS:
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        i, j = old.find(begin), old.find(end)
+        if i != -1 and j > i and begin not in text:
+            text = text.rstrip("\n") + "\n\n" + old[i : j + len(end)] + "\n"
+    return text
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     """Entry point."""
     args = get_parser().parse_args(argv)
@@ -391,6 +408,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         repo_dir = repo_dir.parent
     env = environment_lines(repo_dir, date, args.hardware)
     text = render(rows, exp_dir, out_path, env, args.command, stage_times, args.title)
+    text = keep_marked_sections(out_path, text)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -203,8 +203,9 @@ move_aside() {  # move_aside PATH: keep old output when --overwrite true redoes 
 
 stage_start=0
 begin() { stage_start=${SECONDS}; log "Stage $1: $2"; }
-finish() {  # finish N "description" status
+finish() {  # finish N "description" status [seconds]
     local secs=$(( SECONDS - stage_start ))
+    [ $# -lt 4 ] || secs="$4"
     printf '%s\t%s\t%s\t%s\n' "$1" "$2" "${secs}" "$3" >> "${stage_times}"
     log "Stage $1 $3 in ${secs}s"
 }
@@ -380,7 +381,8 @@ $(tail -n 15 "${dir}/train.log")"
     ${python} -m espnet_lw.bin.model_info --asr_train_config "${dir}/config.yaml" \
         --asr_model_file "${dir}/${inference_asr_model}" > "${dir}/params.txt"
     touch "${dir}/.done.stage11"
-    finish 11 "${desc}" done
+    # count every epoch, also those of an earlier, interrupted invocation (resume)
+    finish 11 "${desc}" done "$(${python} -m espnet_lw.bin.train_time "${dir}/train.log" --wall $(( SECONDS - stage_start )))"
 }
 
 if run_stage 11; then
