@@ -2,7 +2,8 @@
 
 A student config (``conf/student_r*.yaml``) only says what differs from the reference::
 
-    num_blocks: 4                 # 12 -> 4: 66.7 % fewer encoder blocks
+    reduction: 0.667              # remove 66.7 % of the reference's blocks (12 -> 4, 6 -> 2)
+    # num_blocks: 4               # or say the number of blocks directly
     encrl:                        # representation transfer (model lw_encrl)
         max_epoch: 10
         model_conf:
@@ -51,7 +52,7 @@ INHERITED = (
     "max_epoch",
 )
 SECTIONS = {"encrl", "finetune", "scratch", "pruned"}
-TOP_KEYS = {"num_blocks"} | SECTIONS
+TOP_KEYS = {"num_blocks", "reduction"} | SECTIONS
 MODES = {"encrl": ("encrl", "finetune"), "scratch": ("scratch",), "pruned": ("pruned",)}
 
 
@@ -71,6 +72,14 @@ def check_student(conf: dict, path: Path, ref_blocks: int, mode: str) -> None:
     unknown = set(conf) - TOP_KEYS
     if unknown:
         raise UserError(f"unknown keys {sorted(unknown)}; known: {sorted(TOP_KEYS)}", str(path))
+    if ("num_blocks" in conf) == ("reduction" in conf):
+        raise UserError("give exactly one of num_blocks and reduction", str(path))
+    if "reduction" in conf:
+        red = conf["reduction"]
+        if not isinstance(red, (int, float)) or not 0 < red < 1:
+            raise UserError(f"reduction must be a fraction between 0 and 1, got {red!r}", str(path))
+        conf["num_blocks"] = student_blocks(ref_blocks, float(red))
+        logging.info("%s: reduction %.3f of %d reference blocks -> %d blocks", path, red, ref_blocks, conf["num_blocks"])
     nb = conf.get("num_blocks")
     if not isinstance(nb, int) or not 1 <= nb <= ref_blocks:
         raise UserError(
@@ -86,6 +95,17 @@ def check_student(conf: dict, path: Path, ref_blocks: int, mode: str) -> None:
                 f"section '{section}': unknown keys {sorted(bad)}; allowed: model_conf, blocks and {', '.join(INHERITED)}",
                 str(path),
             )
+
+
+def student_blocks(ref_blocks: int, reduction: float) -> int:
+    """Blocks left after removing ``reduction`` of ``ref_blocks`` (at least 1, fewer than all)."""
+    n = int(round(ref_blocks * (1.0 - reduction)))
+    if not 1 <= n < ref_blocks:
+        raise UserError(
+            f"removing {reduction:.1%} of the reference's {ref_blocks} blocks leaves {n}: "
+            "a student needs at least one block and fewer than the reference"
+        )
+    return n
 
 
 def base_config(ref: dict, num_blocks: int) -> dict:

@@ -1,0 +1,65 @@
+"""make_student_configs: students derived from the reference's own config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from espnet_lw.bin.make_student_configs import make_configs, student_blocks
+from espnet_lw.utils.cli import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("ref_blocks,reduction,expected", [
+    (12, 0.5, 6), (12, 0.667, 4), (12, 0.833, 2), (6, 0.5, 3), (6, 0.667, 2), (6, 0.833, 1),
+])
+def test_reduction_ratios(ref_blocks, reduction, expected):
+    assert student_blocks(ref_blocks, reduction) == expected
+
+
+def test_reduction_leaving_no_block_is_refused():
+    with pytest.raises(UserError, match="at least one block"):
+        student_blocks(2, 0.833)
+
+
+@pytest.fixture
+def reference(tmp_path):
+    ref = yaml.safe_load((REPO / "conf" / "reference_mini.yaml").read_text())
+    ref["frontend_conf"]["fs"] = "16k"
+    ref["token_list"] = ["<blank>", "<unk>", "A", "<sos/eos>"]
+    ref["normalize"] = "global_mvn"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(ref))
+    return path, ref
+
+
+@pytest.mark.parametrize("ratio", ["50", "67", "83"])
+def test_shipped_student_configs(reference, tmp_path, ratio):
+    ref_path, ref = reference
+    files = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / f"student_r{ratio}.yaml", "encrl", "cache")
+    encrl, ft = files["encrl.yaml"], files["finetune.yaml"]
+    blocks = student_blocks(ref["encoder_conf"]["num_blocks"], {"50": 0.5, "67": 0.667, "83": 0.833}[ratio])
+    for conf in (encrl, ft):
+        assert conf["encoder_conf"]["num_blocks"] == blocks
+        assert conf["encoder_conf"]["output_size"] == ref["encoder_conf"]["output_size"]
+        assert conf["frontend_conf"] == {k: v for k, v in ref["frontend_conf"].items() if k != "fs"}
+        assert "token_list" not in conf and "normalize" not in conf
+    assert encrl["model"] == "lw_encrl" and ft["model"] == "lw_ctc"
+    assert encrl["model_conf"]["reference_model"] == str(tmp_path / "ref.pth")
+    assert encrl["model_conf"]["reference_cache"] == "cache"
+    assert set(encrl["model_conf"]["alignment"]) == {"clip", "mse"}
+    scratch = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / f"student_r{ratio}.yaml", "scratch", None)
+    # the scratch baseline trains as many epochs as EncRL + fine-tune together
+    assert scratch["scratch.yaml"]["max_epoch"] == encrl["max_epoch"] + ft["max_epoch"]
+
+
+def test_unknown_key_is_named(reference, tmp_path):
+    ref_path, _ = reference
+    bad = tmp_path / "student.yaml"
+    bad.write_text("reduction: 0.5\nencrl: {max_epochs: 3}\n")
+    with pytest.raises(UserError, match="max_epochs") as e:
+        make_configs(ref_path, tmp_path / "ref.pth", bad, "encrl", None)
+    assert str(bad) in str(e.value)
