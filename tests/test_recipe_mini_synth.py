@@ -245,3 +245,12 @@ def test_scratch_and_pruned_baselines(tiny_run):
     for exp in (scratch, pruned):
         assert (exp / ".done.stage11").is_file()
         assert (next(exp.glob("decode_*")) / "test" / "score_wer" / "result.txt").is_file()
+
+
+@pytest.mark.parametrize("token_args", [["--token_type", "char"], ["--token_type", "bpe", "--nbpe", "64"]])
+def test_option_setup_for_each_token_type(tmp_path, token_args):
+    """The driver's set-up code runs under `set -e` for every token type (no stage selected)."""
+    recipe = make_recipe_copy(tmp_path / "lw1")
+    proc = run(recipe, "--stage", "14", "--stop_stage", "14", *token_args, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "Successfully finished stages 14-14" in proc.stderr

@@ -154,10 +154,10 @@ else
     token_suffix="char"
 fi
 token_list="${token_dir}/tokens.txt"
-[ -n "${asr_stats_dir}" ] || asr_stats_dir="${expdir}/asr_stats_raw_${token_type}$( [ "${token_type}" = bpe ] && echo "${nbpe}")"
-if [ -z "${asr_tag}" ]; then
-    asr_tag="$(basename "${asr_config}" .yaml)_raw_${token_type}$( [ "${token_type}" = bpe ] && echo "${nbpe}")"
-fi
+token_tag="${token_type}"
+[ "${token_type}" != bpe ] || token_tag="bpe${nbpe}"
+[ -n "${asr_stats_dir}" ] || asr_stats_dir="${expdir}/asr_stats_raw_${token_tag}"
+[ -n "${asr_tag}" ] || asr_tag="$(basename "${asr_config}" .yaml)_raw_${token_tag}"
 if [ -n "${ref_model}" ]; then
     [ -z "${ref_exp}" ] || die "give --ref_model or --ref_exp, not both"
     ref_exp="${expdir}/asr_ref_pretrained"
