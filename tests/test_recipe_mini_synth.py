@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "mini_synth" / "lw1"
 TINY_ARGS = [
     "--local_data_opts", "--size tiny",
-    "--nbpe", "48",
+    "--token_type", "bpe", "--nbpe", "48",
     "--asr_args", "--max_epoch 1 --batch_bins 300000 --encoder_conf num_blocks=2",
 ]
 

@@ -363,7 +363,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 #: sections other tools own inside RESULTS.md (e.g. the benchmark); kept when it is rewritten
-KEPT_SECTIONS = ("benchmark",)
+KEPT_SECTIONS = ("notes", "benchmark")
 
 
 def keep_marked_sections(out_path: Path, text: str) -> str:
