@@ -43,8 +43,10 @@ if [ ${#pkgs[@]} -gt 0 ]; then
     fi
 fi
 
-if ! "${python}" -c "import espnet_lw, espnet2, torchaudio" >/dev/null 2>&1 \
-        || ! "${python}" -m pip show -q espnet_lw >/dev/null 2>&1; then
+# (re)install when the dependencies are missing or espnet_lw is installed from another checkout
+installed_from="$(cd / && "${python}" -c 'import os, espnet_lw, espnet2, torchaudio
+print(os.path.dirname(os.path.dirname(os.path.abspath(espnet_lw.__file__))))' 2>/dev/null || true)"
+if [ "${installed_from}" != "${repo}" ]; then
     echo "installing the espnet_lw Python package and its dependencies (first time: several minutes)" >&2
     "${python}" -m pip install -q --progress-bar off -e "${repo}[test]"
 fi
