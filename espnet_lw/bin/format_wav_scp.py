@@ -388,7 +388,8 @@ def _run_jobs(jobs: List[Job], cfg: Config, nj: int) -> Iterable:
         for job in jobs:
             yield process_job(job, cfg)
         return
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    # spawn, not fork: forking a process that already runs torch/OpenMP threads can hang
+    ctx = multiprocessing.get_context("spawn")
     pool = ctx.Pool(min(nj, len(jobs)), initializer=_init_worker, initargs=(cfg,))
     try:
         yield from pool.imap_unordered(process_job, jobs, chunksize=1)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import random
 import re
@@ -436,9 +435,12 @@ def build_corpus(out: str | os.PathLike, size: str = "default", seed: int = 0, n
     start = time.time()
     args = [(j, str(out), tools["espeak-ng"], tools["sox"]) for j in todo]
     if nj > 1 and len(args) > 1:
-        ctx = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
-        with ctx.Pool(nj) as pool:
-            for _ in _progress(pool.imap_unordered(_worker, args, chunksize=4), len(args), "synth"):
+        # Threads, not processes: the work is done by espeak-ng and sox subprocesses, and forking
+        # a process that already runs torch/OpenMP threads (as a test session does) can hang.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=nj) as pool:
+            for _ in _progress(pool.map(_worker, args), len(args), "synth"):
                 pass
     else:
         for a in _progress(args, len(args), "synth"):
