@@ -40,17 +40,9 @@ from typing import Dict, List, Sequence
 
 import yaml
 
-from espnet_lw.utils.cli import UserError, run_main, setup_logging
+from espnet_lw.utils.cli import UserError, run_main, setup_logging, str2bool
 
 WHATS = ("enc", "logp")
-
-
-def str2bool(v: str) -> bool:
-    if v.lower() in ("true", "1", "yes"):
-        return True
-    if v.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {v!r}")
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -74,22 +74,12 @@ from espnet_lw.data.kaldi_dir import (
     sort_keys,
     write_kv,
 )
-from espnet_lw.utils.cli import UserError, run_main, setup_logging
+from espnet_lw.utils.cli import UserError, run_main, setup_logging, str2bool
 
 #: overshoot of a segment end past the recording end that is silently clipped
 MAX_OVERSHOOT_S = 0.01
 #: tables of the source that are not copied to the dump dir
 NOT_COPIED = ("wav.scp", "segments", "utt2num_samples", "utt2dur", "utt2num_frames", "feats.scp", "cmvn.scp")
-
-
-def str2bool(value: str) -> bool:
-    """argparse type for ``true``/``false`` flags (ESPnet style)."""
-    v = value.strip().lower()
-    if v in ("true", "1", "yes"):
-        return True
-    if v in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 @dataclass

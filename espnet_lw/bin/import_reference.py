@@ -31,15 +31,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from espnet_lw.utils.cli import UserError, run_main, setup_logging
-
-
-def str2bool(v: str) -> bool:
-    if v.lower() in ("true", "1", "yes"):
-        return True
-    if v.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {v!r}")
+from espnet_lw.utils.cli import UserError, run_main, setup_logging, str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -27,15 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from espnet_lw.utils.cli import UserError, run_main, setup_logging
-
-
-def str2bool(v: str) -> bool:
-    if v.lower() in ("true", "1", "yes"):
-        return True
-    if v.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {v!r}")
+from espnet_lw.utils.cli import UserError, run_main, setup_logging, str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:

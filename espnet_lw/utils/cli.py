@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from typing import NoReturn
@@ -23,6 +24,16 @@ class UserError(RuntimeError):
         if self.fix:
             msg += f"\n  fix: {self.fix}"
         return msg
+
+
+def str2bool(value: str) -> bool:
+    """argparse ``type`` for ESPnet-style ``true``/``false`` options (also 1/0, yes/no)."""
+    v = value.strip().lower()
+    if v in ("true", "1", "yes"):
+        return True
+    if v in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def setup_logging(level: str | int = "INFO") -> None:
