@@ -1,5 +1,5 @@
 """Tests of the egs2/librispeech/lw1 recipe (local/data.sh: download / verify / extract / prepare,
-run.sh stages 1-5) and of bin/combine_data, on a small LibriSpeech-layout fixture tree
+run.sh stages 1-13 with a tiny model) and of bin/combine_data, on a small LibriSpeech-layout fixture tree
 (``<part>/<speaker>/<chapter>/*.flac`` + ``*.trans.txt``, SPEAKERS.TXT) in tmp_path."""
 
 from __future__ import annotations
@@ -7,9 +7,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import os
-import shutil
-import subprocess
 import tarfile
 import threading
 from pathlib import Path
@@ -20,6 +17,9 @@ import pytest
 from espnet_lw.bin import combine_data
 from espnet_lw.data.kaldi_dir import read_kv, validate_data_dir, write_kv
 from espnet_lw.utils.cli import UserError
+
+import recipe_runs
+from recipe_runs import run
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "librispeech" / "lw1"
@@ -88,21 +88,7 @@ def make_corpus(root: Path, parts=("dev-clean", "dev-other", "test-clean", "test
 
 
 def recipe_copy(tmp_path: Path) -> Path:
-    """A scratch copy of the recipe dir (symlinks pointing back into the repository)."""
-    d = tmp_path / "recipe"
-    (d / "local").mkdir(parents=True)
-    for f in ("run.sh", "db.sh"):
-        shutil.copy2(RECIPE / f, d / f)
-    shutil.copy2(RECIPE / "local" / "data.sh", d / "local" / "data.sh")
-    os.symlink(REPO / "egs2" / "TEMPLATE" / "lw1" / "lw.sh", d / "lw.sh")
-    os.symlink(REPO / "conf", d / "conf")
-    return d
-
-
-def run(cmd, cwd, env_extra=None, timeout=240):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", no_proxy="*", NO_PROXY="*",
-               **(env_extra or {}))
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return recipe_runs.recipe_copy(RECIPE, tmp_path)
 
 
 def n_utts(part: str) -> int:
@@ -242,14 +228,21 @@ def test_download_verify_extract(tmp_path, http_root):
     assert validate_data_dir(d / "data" / "test_other") == []
 
 
-def test_run_sh_stages_1_to_5(tmp_path):
-    if shutil.which("sox") is None:
-        pytest.skip("needs sox (speed perturbation)")
-    d = recipe_copy(tmp_path)
-    db = make_corpus(tmp_path / "db")
-    r = run(["./run.sh", "--stage", "1", "--stop_stage", "5", "--nbpe", "50", "--nj", "1",
-             "--local_data_opts", "--nj 1"], d, {"LIBRISPEECH": str(db)}, timeout=400)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+# --------------------------------------------------------------------------------------- run.sh 1-13
+TEST_SETS = ["test_clean", "test_other", "dev_clean", "dev_other"]  # run.sh's
+NBPE = 50
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> recipe_runs.FullRun:
+    """``./run.sh`` stages 1-13 on the fixture tree, as shipped but for a tiny model and vocabulary."""
+    tmp = tmp_path_factory.mktemp("librispeech_full")
+    db = make_corpus(tmp / "db")
+    return recipe_runs.tiny_full_run(RECIPE, tmp, NBPE, {"LIBRISPEECH": str(db)})
+
+
+def test_run_sh_stages_1_to_5(full_run):
+    d = full_run.dir
     raw = d / "dump" / "raw"
     text = read_kv(raw / "train_clean_100_sp" / "text")
     assert len(text) == 3 * n_utts("train-clean-100")
@@ -263,9 +256,26 @@ def test_run_sh_stages_1_to_5(tmp_path):
     assert len(read_kv(raw / "dev" / "wav.scp")) == n_utts("dev-clean") + n_utts("dev-other")
     n = read_kv(raw / "train_clean_100_sp" / "utt2num_samples")
     assert int(n["sp0.9-19-198-0000"]) == pytest.approx(int(n["19-198-0000"]) / 0.9, rel=0.01)
-    tok_dir = d / "data" / "token_list" / "bpe_unigram50"
+    tok_dir = d / "data" / "token_list" / f"bpe_unigram{NBPE}"
     tokens = (tok_dir / "tokens.txt").read_text().split()
     assert tokens[0] == "<blank>" and tokens[1] == "<unk>" and tokens[-1] == "<sos/eos>"
-    assert len(tokens) == 50  # ESPnet convention: the token list has nbpe entries
+    assert len(tokens) == NBPE  # ESPnet convention: the token list has nbpe entries
     assert (tok_dir / "bpe.model").is_file()
-    assert (d / "data" / ".done.stage1").is_file()
+
+
+def test_run_sh_stages_1_to_13(full_run):
+    import yaml
+
+    recipe_runs.check_all_stages(full_run, recipe_runs.expected_markers(
+        "train_clean_100_sp", "dev", TEST_SETS, f"data/token_list/bpe_unigram{NBPE}", f"bpe{NBPE}",
+        recipe_runs.TINY_ASR_TAG))
+    exp = full_run.exp(f"{recipe_runs.TINY_ASR_TAG}_raw_bpe{NBPE}")
+    conf = yaml.safe_load((exp / "config.yaml").read_text())
+    # the recipe's data and tokens, the tiny model
+    assert conf["train_data_path_and_name_and_type"][0][0] == "dump/raw/train_clean_100_sp/wav.scp"
+    assert conf["valid_data_path_and_name_and_type"][0][0] == "dump/raw/dev/wav.scp"
+    assert conf["bpemodel"] == f"data/token_list/bpe_unigram{NBPE}/bpe.model" and len(conf["token_list"]) == NBPE
+    assert conf["encoder_conf"]["num_blocks"] == 2 and conf["max_epoch"] == 1
+    scores = recipe_runs.check_decoded_and_scored(full_run, exp, TEST_SETS)
+    assert scores["test_clean"].n_sent == n_utts("test-clean")
+    assert scores["dev_other"].n_sent == n_utts("dev-other")

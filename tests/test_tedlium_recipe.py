@@ -1,11 +1,10 @@
 """Tests of the TED-LIUM data preparation (espnet_lw.data.tedlium, bin/prep_tedlium) and of the
-egs2/tedlium2/lw1 recipe (local/data.sh, run.sh stages 1-5) on a small fixture tree in the real
+egs2/tedlium2/lw1 recipe (local/data.sh, run.sh stages 1-13 with a tiny model) on a small fixture tree in the real
 on-disk format: NIST SPHERE ``.sph`` files (NIST_1A header + 16-bit PCM) and ``.stm`` files with
 the odd lines real TED-LIUM stms have."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +15,9 @@ import pytest
 from espnet_lw.data import tedlium
 from espnet_lw.data.kaldi_dir import read_kv, validate_data_dir
 from espnet_lw.utils.cli import UserError
+
+import recipe_runs
+from recipe_runs import run
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "tedlium2" / "lw1"
@@ -75,25 +77,28 @@ ODD_STM = [
     "",
 ]
 ODD_SECONDS = 21.0  # the last line overshoots the recording by 0.4 s
+ODD_TEST_TALK = "OddTalk_2013"  # the same odd stm lines in the test set (make_corpus(odd_test=True))
 
 
-def make_corpus(root: Path, release: int = 2, long_train: bool = True) -> Path:
-    """A TED-LIUM tree under ``root`` (release 2 or 3 legacy layout); returns the sets root."""
+def make_corpus(root: Path, release: int = 2, long_train: bool = True, odd_test: bool = False) -> Path:
+    """A TED-LIUM tree under ``root`` (release 2 or 3 legacy layout); returns the sets root.
+    Talks mapped to None get the odd stm lines (ODD_STM, with their own talk name)."""
     sets_root = root / ("TEDLIUM_release2" if release == 2 else "TEDLIUM_release-3/legacy")
     talks = {
         "train": {ODD_TALK: None, "LongTalk_2010": 260.0} if long_train else {ODD_TALK: None},
         "dev": {"DevTalk_2011": 24.0},
-        "test": {"TestTalk_2012": 24.0},
+        "test": {"TestTalk_2012": 24.0, **({ODD_TEST_TALK: None} if odd_test else {})},
     }
     seed = 0
     for s, tk in talks.items():
         for talk, seconds in tk.items():
             seed += 1
-            if talk == ODD_TALK:
+            if seconds is None:
                 write_sph(sets_root / s / "sph" / f"{talk}.sph", ODD_SECONDS, seed)
                 # CRLF line ends in this file, as some copies have
                 (sets_root / s / "stm").mkdir(parents=True, exist_ok=True)
-                (sets_root / s / "stm" / f"{talk}.stm").write_bytes("\r\n".join(ODD_STM).encode())
+                stm = "\r\n".join(line.replace(ODD_TALK, talk) for line in ODD_STM)
+                (sets_root / s / "stm" / f"{talk}.stm").write_bytes(stm.encode())
                 continue
             write_sph(sets_root / s / "sph" / f"{talk}.sph", seconds, seed)
             lines = [f";; {talk}", f"{talk} 1 {talk} 0.00 0.80 <o,f0,female> ignore_time_segment_in_scoring"]
@@ -109,20 +114,7 @@ def make_corpus(root: Path, release: int = 2, long_train: bool = True) -> Path:
 
 
 def recipe_copy(tmp_path: Path) -> Path:
-    """A scratch copy of the recipe dir (symlinks pointing back into the repository)."""
-    d = tmp_path / "recipe"
-    (d / "local").mkdir(parents=True)
-    for f in ("run.sh", "db.sh"):
-        shutil.copy2(RECIPE / f, d / f)
-    shutil.copy2(RECIPE / "local" / "data.sh", d / "local" / "data.sh")
-    os.symlink(REPO / "egs2" / "TEMPLATE" / "lw1" / "lw.sh", d / "lw.sh")
-    os.symlink(REPO / "conf", d / "conf")
-    return d
-
-
-def run(cmd, cwd, env_extra=None, timeout=240):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", **(env_extra or {}))
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return recipe_runs.recipe_copy(RECIPE, tmp_path)
 
 
 # --------------------------------------------------------------------------------------- SPHERE
@@ -284,14 +276,21 @@ def test_local_data_sh_release3_and_errors(tmp_path):
     assert "download failed; put TEDLIUM_release2 under $TEDLIUM (db.sh) and re-run" in r.stderr
 
 
-@pytest.mark.skipif(shutil.which("sox") is None, reason="needs sox")
-def test_run_sh_stages_1_to_5(tmp_path):
-    d = recipe_copy(tmp_path)
-    db = tmp_path / "db"
-    make_corpus(db, release=2, long_train=True)
-    r = run(["./run.sh", "--stage", "1", "--stop_stage", "5", "--nbpe", "60", "--nj", "1",
-             "--local_data_opts", "--nj 1"], d, {"TEDLIUM": str(db)}, timeout=400)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+# --------------------------------------------------------------------------------------- run.sh 1-13
+NBPE = 60
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> recipe_runs.FullRun:
+    """``./run.sh`` stages 1-13 on the fixture tree (the odd stm lines in train and in test), as
+    shipped but for a tiny model and vocabulary."""
+    tmp = tmp_path_factory.mktemp("tedlium_full")
+    make_corpus(tmp / "db", release=2, long_train=True, odd_test=True)
+    return recipe_runs.tiny_full_run(RECIPE, tmp, NBPE, {"TEDLIUM": str(tmp / "db")})
+
+
+def test_run_sh_stages_1_to_5(full_run):
+    d = full_run.dir
     raw = d / "dump" / "raw"
     # speed perturbation: three copies of train, ids prefixed sp0.9- / sp1.1-
     train = read_kv(raw / "train_sp" / "text")
@@ -308,8 +307,49 @@ def test_run_sh_stages_1_to_5(tmp_path):
     n = read_kv(raw / "train_sp" / "utt2num_samples")
     assert int(n[f"{ODD_TALK}-0000200-0000530"]) == pytest.approx(3.55 * FS, abs=2)
     assert int(n[f"sp1.1-{ODD_TALK}-0000200-0000530"]) == pytest.approx(3.55 * FS / 1.1, abs=40)
-    tokens = (d / "data" / "token_list" / "bpe_unigram60" / "tokens.txt").read_text().split("\n")
+    tokens = (d / "data" / "token_list" / f"bpe_unigram{NBPE}" / "tokens.txt").read_text().split("\n")
     tokens = [t for t in tokens if t]
     assert tokens[0] == "<blank>" and tokens[1] == "<unk>" and tokens[-1] == "<sos/eos>"
-    assert len(tokens) == 60
-    assert (d / "data" / "token_list" / "bpe_unigram60" / "bpe.model").is_file()
+    assert len(tokens) == NBPE
+    assert (d / "data" / "token_list" / f"bpe_unigram{NBPE}" / "bpe.model").is_file()
+
+
+def test_run_sh_stages_1_to_13(full_run):
+    import yaml
+
+    test_sets = ["dev", "test"]  # run.sh's
+    recipe_runs.check_all_stages(full_run, recipe_runs.expected_markers(
+        "train_sp", "dev", test_sets, f"data/token_list/bpe_unigram{NBPE}", f"bpe{NBPE}", recipe_runs.TINY_ASR_TAG))
+    exp = full_run.exp(f"{recipe_runs.TINY_ASR_TAG}_raw_bpe{NBPE}")
+    conf = yaml.safe_load((exp / "config.yaml").read_text())
+    assert conf["train_data_path_and_name_and_type"][0][0] == "dump/raw/train_sp/wav.scp"
+    assert conf["encoder_conf"]["num_blocks"] == 2 and len(conf["token_list"]) == NBPE
+    scores = recipe_runs.check_decoded_and_scored(full_run, exp, test_sets)
+    assert scores["dev"].n_sent == 5  # DevTalk_2011: 24 s, one 3-3.8 s segment every 4 s from 1 s
+    assert scores["test"].n_sent == 5 + 5  # TestTalk_2012 + the 5 kept segments of the odd talk
+
+
+def test_stm_marks_reach_scoring(full_run):
+    """What the stm says about scoring holds in stage 13's sclite input: ignore_time_segment_in_scoring
+    and untranscribed segments are not scored at all; <unk> and [NOISE]-style tags are reference
+    words, each counted once in the WER denominator (ESPnet's TED-LIUM convention: no
+    non-linguistic symbol list)."""
+    d = full_run.dir
+    out = full_run.exp(f"{recipe_runs.TINY_ASR_TAG}_raw_bpe{NBPE}") / recipe_runs.DECODE_TAG / "test"
+    # no segment of the test set lies in an ignored (or empty) stretch of the stm
+    segs = [v.split() for v in read_kv(d / "data" / "test" / "segments").values()]
+    starts = sorted((talk, float(start)) for talk, start, _end in segs)
+    assert starts == [(ODD_TEST_TALK, t) for t in (2.0, 8.0, 11.0, 14.1, 19.5)] + \
+        [("TestTalk_2012", t) for t in (1.0, 5.0, 9.0, 13.0, 17.0)]
+    ref = recipe_runs.read_text(d / "dump" / "raw" / "test" / "text")
+    assert ref[f"{ODD_TEST_TALK}-0000200-0000530"] == "so [NOISE] it's the <unk> thing".split()
+    assert ref[f"{ODD_TEST_TALK}-0001410-0001700"] == "<unk> no label on this line".split()
+    # sclite's input: one line per scored utterance, the tags as words, nothing of the ignored lines
+    ref_trn = (out / "score_wer" / "ref.trn").read_text()
+    hyp_trn = (out / "score_wer" / "hyp.trn").read_text()
+    assert len(ref_trn.splitlines()) == len(hyp_trn.splitlines()) == len(ref) == 10
+    words = ref_trn.split()
+    assert words.count("<unk>") == 2 and words.count("[NOISE]") == 1 and words.count("[BREATH]") == 1
+    assert "ignore_time_segment_in_scoring" not in ref_trn + hyp_trn and "<sil>" not in ref_trn
+    summary = recipe_runs.read_sclite_summary(out / "score_wer" / "result.txt")
+    assert summary.n_words == sum(len(w) for w in ref.values())

@@ -8,25 +8,18 @@
 #   ./run.sh --train_subset 960               # train on all 960 h (data/train_960)
 # All other options: ./lw.sh --help.  The corpus location: db.sh.
 set -euo pipefail
+export LW_RUN_COMMAND="${LW_RUN_COMMAND:-$0 $*}"  # for RESULTS.md
 cd "$(dirname "$0")"
+. "$(dirname "$(readlink -f lw.sh)")/recipe_lib.sh"  # parse_opts, die
 
 train_subset=100       # 100 | 460 | 960 hours of training data
 local_data_opts=""     # more options for local/data.sh (e.g. "--nj 8"); --train_subset is added
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --train_subset|--local_data_opts)
-            [ $# -ge 2 ] || { echo "ERROR: $1 needs a value" >&2; exit 1; }
-            declare "${1#--}=$2"; shift 2 ;;
-        --train_subset=*|--local_data_opts=*) opt=${1%%=*}; declare "${opt#--}=${1#*=}"; shift ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
+parse_opts "train_subset local_data_opts" "$@"   # the other options go to lw.sh (rest_args)
 case "${train_subset}" in
     100) train_set=train_clean_100 ;;
     460) train_set=train_clean_460 ;;
     960) train_set=train_960 ;;
-    *) echo "ERROR: --train_subset must be 100, 460 or 960, got '${train_subset}'" >&2; exit 1 ;;
+    *) die "--train_subset must be 100, 460 or 960, got '${train_subset}'" ;;
 esac
 valid_set=dev
 test_sets="test_clean test_other dev_clean dev_other"
@@ -43,4 +36,4 @@ test_sets="test_clean test_other dev_clean dev_other"
     --ngpu 1 \
     --asr_config conf/reference_paper.yaml \
     --inference_config conf/decode_ctc_greedy.yaml \
-    ${args[@]+"${args[@]}"}
+    ${rest_args[@]+"${rest_args[@]}"}

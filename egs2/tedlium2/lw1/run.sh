@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# TED-LIUM 2 (or release 3 'legacy', same split): train / dev / test as ESPnet's tedlium2 recipe
+# TED-LIUM 2 (or release 3 'legacy': same dev/test, 452 h of train): train / dev / test as ESPnet's tedlium2 recipe
 # (speed perturbation 0.9/1.0/1.1, padded train segments, 180-s pseudo-speakers), with the
 # paper's reference model conf/reference_paper.yaml and a sentencepiece unigram 256 vocabulary.
 #   ./run.sh                                   # stages 1-13 (downloads the corpus if needed)
@@ -7,21 +7,14 @@
 #   ./run.sh --stage 1 --stop_stage 5          # data, speed perturbation, dump, token list only
 # All other options: ./lw.sh --help.  The corpus location: db.sh.
 set -euo pipefail
+export LW_RUN_COMMAND="${LW_RUN_COMMAND:-$0 $*}"  # for RESULTS.md
 cd "$(dirname "$0")"
+. "$(dirname "$(readlink -f lw.sh)")/recipe_lib.sh"  # parse_opts, die
 
 release=2             # TED-LIUM release: 2 or 3 (legacy layout)
 local_data_opts=""    # more options for local/data.sh (e.g. "--nj 8"); --release is added
-args=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --release|--local_data_opts)
-            [ $# -ge 2 ] || { echo "ERROR: $1 needs a value" >&2; exit 1; }
-            declare "${1#--}=$2"; shift 2 ;;
-        --release=*|--local_data_opts=*) opt=${1%%=*}; declare "${opt#--}=${1#*=}"; shift ;;
-        *) args+=("$1"); shift ;;
-    esac
-done
-case "${release}" in 2|3) ;; *) echo "ERROR: --release must be 2 or 3, got '${release}'" >&2; exit 1 ;; esac
+parse_opts "release local_data_opts" "$@"   # the other options go to lw.sh (rest_args)
+case "${release}" in 2|3) ;; *) die "--release must be 2 or 3, got '${release}'" ;; esac
 
 train_set=train
 valid_set=dev
@@ -39,4 +32,4 @@ test_sets="dev test"
     --ngpu 1 \
     --asr_config conf/reference_paper.yaml \
     --inference_config conf/decode_ctc_greedy.yaml \
-    ${args[@]+"${args[@]}"}
+    ${rest_args[@]+"${rest_args[@]}"}

@@ -5,12 +5,10 @@
 # Run from egs2/librispeech/lw1.  The corpus location comes from db.sh ($LIBRISPEECH: the
 # directory that contains LibriSpeech/).
 set -euo pipefail
-
-log() {
-    local fname=${BASH_SOURCE[1]##*/}
-    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
-}
-die() { echo "ERROR: $*" >&2; exit 1; }
+# log, die, parse_script_opts, fetch_archive, ...: shared with the other recipes, next to the driver
+# that the recipe's lw.sh links to
+lib="$(dirname "$(readlink -f "$(dirname "$0")/../lw.sh")")/recipe_lib.sh"
+. "${lib}" || { echo "ERROR: cannot read ${lib} (lw.sh of the recipe must link to egs2/TEMPLATE/lw1/lw.sh)" >&2; exit 1; }
 
 train_subset=100
 nj=2
@@ -42,17 +40,7 @@ Environment:
 USAGE
 }
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --train_subset|--nj|--keep_archives|--checksums)
-            [ $# -ge 2 ] || { echo "ERROR: $1 needs a value" >&2; usage >&2; exit 1; }
-            declare "${1#--}=$2"; shift 2 ;;
-        --train_subset=*|--nj=*|--keep_archives=*|--checksums=*)
-            opt=${1%%=*}; declare "${opt#--}=${1#*=}"; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "ERROR: unknown option: $1" >&2; usage >&2; exit 1 ;;
-    esac
-done
+parse_script_opts usage "train_subset nj keep_archives checksums" "$@"
 
 case "${train_subset}" in
     100) train_parts="train-clean-100"; train_set=train_clean_100 ;;
@@ -60,8 +48,8 @@ case "${train_subset}" in
     960) train_parts="train-clean-100 train-clean-360 train-other-500"; train_set=train_960 ;;
     *) echo "ERROR: --train_subset must be 100, 460 or 960, got '${train_subset}'" >&2; exit 1 ;;
 esac
-[[ "${nj}" =~ ^[1-9][0-9]*$ ]] || die "--nj must be a positive integer, got '${nj}'"
-case "${keep_archives}" in true|false) ;; *) die "--keep_archives must be true or false" ;; esac
+check_nj "${nj}"
+check_bool keep_archives "${keep_archives}"
 
 [ -f db.sh ] || die "db.sh not found in $(pwd); run this script from egs2/librispeech/lw1"
 . ./db.sh
@@ -93,17 +81,6 @@ fi
 
 offline_msg="download failed; put LibriSpeech under \$LIBRISPEECH (db.sh) and re-run"
 
-download() {  # download URL FILE: resumable (wget -c or curl -C -)
-    local url=$1 out=$2
-    if command -v wget >/dev/null; then
-        wget -c --tries=3 --timeout=30 --no-verbose -O "${out}" "${url}"
-    elif command -v curl >/dev/null; then
-        curl -fL -C - --retry 3 --connect-timeout 30 -o "${out}" "${url}"
-    else
-        echo "neither wget nor curl is installed" >&2; return 1
-    fi
-}
-
 # fetch_part PART: make ${LIBRISPEECH}/LibriSpeech/PART exist (download + verify + extract)
 fetch_part() {
     local part=$1 root="${LIBRISPEECH}/LibriSpeech"
@@ -120,24 +97,9 @@ fetch_part() {
         log "${dir} is present: not downloaded"
         return 0
     fi
-    mkdir -p "${LIBRISPEECH}"
-    local sum=""
-    [ -f "${archive}" ] && sum=$(md5sum "${archive}" | cut -d' ' -f1)
-    if [ "${sum}" != "${md5[${part}]}" ]; then
-        log "downloading ${base_url}/${part}.tar.gz -> ${archive}.part (resumable)"
-        if [ -f "${archive}" ] && [ ! -f "${archive}.part" ]; then mv "${archive}" "${archive}.part"; fi
-        download "${base_url}/${part}.tar.gz" "${archive}.part" || die "${offline_msg} (${base_url}/${part}.tar.gz)"
-        sum=$(md5sum "${archive}.part" | cut -d' ' -f1)
-        if [ "${sum}" != "${md5[${part}]}" ]; then
-            mv "${archive}.part" "${archive}.bad"
-            die "${archive}: md5 ${sum} does not match the published ${md5[${part}]}; moved it to ${archive}.bad; remove it and re-run (or use another LIBRISPEECH_URL mirror)"
-        fi
-        mv "${archive}.part" "${archive}"
-    fi
-    log "md5 of ${archive} verified; extracting"
+    fetch_archive "${base_url}/${part}.tar.gz" "${archive}" md5 "${md5[${part}]}" "${offline_msg}"
     local tmp="${LIBRISPEECH}/.extract.${part}.tmp"
-    rm -rf "${tmp}"; mkdir -p "${tmp}"
-    tar -xzf "${archive}" -C "${tmp}" || die "cannot extract ${archive} (disk full?)"
+    extract_archive "${archive}" "${tmp}"
     [ -d "${tmp}/LibriSpeech/${part}" ] || die "${archive} does not contain LibriSpeech/${part}/"
     mkdir -p "${root}"
     # top-level files (SPEAKERS.TXT, CHAPTERS.TXT, README.TXT, ...) are in every archive
@@ -145,8 +107,7 @@ fetch_part() {
         [ -e "${root}/$(basename "${f}")" ] || mv "${f}" "${root}/"
     done
     mv "${tmp}/LibriSpeech/${part}" "${dir}"   # the part appears complete, or not at all
-    rm -rf "${tmp}"
-    [ "${keep_archives}" = true ] || rm -f "${archive}"
+    finish_archive "${archive}" "${tmp}" "${keep_archives}"
     log "extracted ${dir}"
 }
 
@@ -158,18 +119,15 @@ done
 
 log "Stage 2: Kaldi-style data directories"
 mkdir -p data
-pids=()
 for part in ${parts}; do
     dst=data/${part//-/_}
     if [ -f "${dst}/wav.scp" ] && [ -f "${dst}/text" ] && [ -f "${dst}/utt2spk" ] && [ -f "${dst}/spk2utt" ]; then
         log "${dst} is already complete; skipping (remove it to redo)"
         continue
     fi
-    "${python}" -m espnet_lw.bin.prep_librispeech "${LIBRISPEECH}/LibriSpeech/${part}" "${dst}" --overwrite &
-    pids+=($!)
-    while [ "$(jobs -rp | wc -l)" -ge "${nj}" ]; do sleep 0.2; done
+    spawn "${nj}" "${python}" -m espnet_lw.bin.prep_librispeech "${LIBRISPEECH}/LibriSpeech/${part}" "${dst}" --overwrite
 done
-for pid in ${pids[@]+"${pids[@]}"}; do wait "${pid}" || die "data preparation failed (see the messages above)"; done
+wait_spawned "data preparation"
 
 "${python}" -m espnet_lw.bin.combine_data --overwrite data/dev data/dev_clean data/dev_other
 case "${train_subset}" in
