@@ -18,6 +18,7 @@ import yaml
 
 from espnet_lw.tasks.asr import LWASRTask
 from espnet_lw.utils.cli import UserError
+from tiny_models import asr_config, write_stats
 
 torch.set_num_threads(1)
 
@@ -31,34 +32,15 @@ ENCODER = {
 SPECAUG = {"apply_time_warp": False, "freq_mask_width_range": [0, 2], "num_freq_mask": 1,
            "time_mask_width_range": [0, 3], "num_time_mask": 1}
 
-_DEFAULTS = None
-
-
 def _config(**over) -> dict:
     """A complete ESPnet ASR config (as training writes it), tiny model, updated with ``over``."""
-    global _DEFAULTS
-    if _DEFAULTS is None:
-        _DEFAULTS = vars(LWASRTask.get_parser().parse_args(["--token_list", "x", "--output_dir", "x"]))
-    conf = copy.deepcopy(_DEFAULTS)
-    conf.update(
-        token_list=list(TOKENS), frontend="default", frontend_conf=dict(FRONTEND), specaug=None,
-        normalize="global_mvn", encoder="conformer", encoder_conf=dict(ENCODER), decoder=None,
-        model="espnet", model_conf={"ctc_weight": 1.0},
-    )
-    conf.update(over)
-    return conf
-
-
-def _write_stats(path: Path, dim: int = 8) -> Path:
-    rng = np.random.default_rng(0)
-    np.savez(path, count=np.array(100.0), sum=rng.normal(size=dim) * 100, sum_square=np.full(dim, 400.0))
-    return path
+    return asr_config(TOKENS, FRONTEND, ENCODER, **over)
 
 
 def write_reference(d: Path, seed: int = 0, **over) -> tuple[Path, Path]:
     """A random 'trained' reference: ``d/config.yaml`` + ``d/model.pth``."""
     d.mkdir(parents=True, exist_ok=True)
-    stats = _write_stats(d / "feats_stats.npz")
+    stats = write_stats(d / "feats_stats.npz")
     conf = _config(normalize_conf={"stats_file": str(stats)}, **over)
     torch.manual_seed(seed)
     model = LWASRTask.build_model(argparse.Namespace(**copy.deepcopy(conf)))

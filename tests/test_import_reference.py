@@ -16,7 +16,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -24,6 +23,7 @@ import yaml
 from espnet_lw.reference import Recipe, import_reference, export_tokens, sha256_of
 from espnet_lw.tasks.asr import LWASRTask
 from espnet_lw.utils.cli import UserError
+from tiny_models import asr_config, write_stats
 
 torch.set_num_threads(1)
 
@@ -38,29 +38,10 @@ STATS = "exp/asr_stats_raw_bpe7/train/feats_stats.npz"
 BPE = "data/token_list/bpe_unigram7/bpe.model"
 TOKEN_LIST = "data/token_list/bpe_unigram7/tokens.txt"
 
-_DEFAULTS = None
-
-
 def full_config(**over) -> dict:
     """A complete ESPnet ASR config as training writes it (recipe-relative paths), updated with ``over``."""
-    global _DEFAULTS
-    if _DEFAULTS is None:
-        _DEFAULTS = vars(LWASRTask.get_parser().parse_args(["--token_list", "x", "--output_dir", "x"]))
-    conf = copy.deepcopy(_DEFAULTS)
-    conf.update(
-        token_list=list(TOKENS), token_type="bpe", bpemodel=BPE, frontend="default",
-        frontend_conf={**FRONTEND, "fs": "16k"}, specaug=None, normalize="global_mvn",
-        normalize_conf={"stats_file": STATS}, encoder="conformer", encoder_conf=dict(ENCODER), decoder=None,
-        model="espnet", model_conf={"ctc_weight": 1.0},
-    )
-    conf.update(over)
-    return conf
-
-
-def write_stats(path: Path, dim: int = 8, seed: int = 0) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    np.savez(path, count=np.array(100.0), sum=rng.normal(size=dim) * 100, sum_square=np.full(dim, 400.0))
+    over = {"token_type": "bpe", "bpemodel": BPE, "normalize_conf": {"stats_file": STATS}, **over}
+    return asr_config(TOKENS, {**FRONTEND, "fs": "16k"}, ENCODER, **over)
 
 
 def write_recipe(d: Path) -> Path:

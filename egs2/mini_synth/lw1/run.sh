@@ -17,7 +17,7 @@ test_sets="dev test field"
     --train_set "${train_set}" \
     --valid_set "${valid_set}" \
     --test_sets "${test_sets}" \
-    --token_type bpe --nbpe 256 \
+    --token_type char \
     --asr_config conf/reference_mini.yaml \
     --inference_config conf/decode_ctc_greedy.yaml \
     --min_wav_duration 0.3 --max_wav_duration 20 \
