@@ -113,6 +113,13 @@ def test_rerun_skips_finished_stages(tiny_run):
     assert "already formatted: skipped" in proc.stderr
     assert "is trained" in proc.stderr and "already decoded: skipped" in proc.stderr
     assert hyp.stat().st_mtime_ns == before[0]
+    # a stage that found all its work done is recorded as skipped, so RESULTS.md keeps the real cost
+    rows = [ln.split("\t") for ln in (recipe / "exp/stage_times.tsv").read_text().splitlines()]
+    last = {r[0]: r[3] for r in rows}
+    assert last["3"] == "skipped" and last["12"] == "skipped"
+    assert any(r[0] == "12" and r[3] == "done" and float(r[2]) > 0 for r in rows)
+    results = (recipe / "RESULTS.md").read_text()
+    assert "- trained by: `" in results
 
 
 def test_overwrite_keeps_old_output(tiny_run):

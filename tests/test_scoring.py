@@ -226,6 +226,7 @@ def test_make_results(tmp_path, monkeypatch):
         hyp = write(tmp_path / f"exp/{model}/decode_asr/test/text", hyp_text)
         score(ref, hyp, tmp_path / f"exp/{model}/decode_asr/test")
     write(tmp_path / "exp/asr_small/params.txt", "1234567\n")
+    write(tmp_path / "exp/asr_small/run_command.txt", "./run.sh --student_config conf/student_r50.yaml\n")
     write(tmp_path / "exp/stage_times.tsv", "1\tdata prep\t12.34\tok\n13\tscoring\t2.0\tok\n")
     argv = ["--exp_dir", "exp", "--out", "RESULTS.md", "--command", "./run.sh --stage 13",
             "--date", "2025-01-01", "--title", "tiny test"]
@@ -240,6 +241,9 @@ def test_make_results(tmp_path, monkeypatch):
     assert "./run.sh --stage 13" in text
     assert "|1|data prep|12.3|12.3s|ok|" in text and "|13|scoring|2.0|2.0s|ok|" in text
     assert "1.23 M (1,234,567)" in text
+    small = text[text.index("## exp/asr_small"):]
+    assert small.index("- trained by: `./run.sh --student_config conf/student_r50.yaml`") < small.index("### WER")
+    assert "trained by" not in text[text.index("## exp/asr_big"):text.index("## exp/asr_small")]
     for key in ("- date: `2025-01-01`", "python version", "pytorch version", "espnet version",
                 "espnet_lw version", "Git hash", "CPU:", "GPU:"):
         assert key in text

@@ -12,11 +12,12 @@ Scans ``EXP_DIR/*/decode_*/*/score_{wer,cer}/result.txt`` (the layout written by
 * ``# RESULTS`` with an *Environments* section: date, OS, python, torch, espnet and
   espnet_lw versions, the git commit of the repository holding ``--out`` (and
   whether it had uncommitted changes), CPU and GPU;
-* the command that produced the results (``--command``);
+* the command that last wrote the file (``--command``);
 * a table of stage wall times from ``--stage_times`` (TSV lines
   ``stage<TAB>description<TAB>seconds<TAB>status``; default
   ``EXP_DIR/stage_times.tsv``, skipped with a warning when missing);
-* for every model directory ``## <exp dir>/<model>``, its parameter count when
+* for every model directory ``## <exp dir>/<model>``, the command that trained it
+  (``run_command.txt``, written by the stage driver) and its parameter count when
   ``params.txt`` or ``num_params.txt`` exists there, then ``### WER`` and
   ``### CER`` tables with one row per ``decode_*/<dataset>``::
 
@@ -49,6 +50,8 @@ from espnet_lw.utils.cli import UserError, run_main, setup_logging
 
 #: files in a model dir that may hold its parameter count
 PARAM_FILES = ("params.txt", "num_params.txt")
+#: written by the stage driver next to a model it trained: the command the user typed
+COMMAND_FILE = "run_command.txt"
 
 
 # ---------------------------------------------------------------------------
@@ -266,6 +269,15 @@ def model_params(model_dir: Path) -> Optional[str]:
     return None
 
 
+def model_command(model_dir: Path) -> Optional[str]:
+    """The command that trained the model (``run_command.txt``, written by the stage driver)."""
+    path = model_dir / COMMAND_FILE
+    if path.is_file():
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        return text or None
+    return None
+
+
 # ---------------------------------------------------------------------------
 # rendering
 # ---------------------------------------------------------------------------
@@ -331,8 +343,13 @@ def render(
     for model in models:
         lines.append(f"## {display_model_dir(exp_dir, model, out_path.parent)}")
         params = model_params(exp_dir / model)
+        trained_by = model_command(exp_dir / model)
+        if params or trained_by:
+            lines.append("")
+        if trained_by:
+            lines.append(f"- trained by: `{trained_by}`")
         if params:
-            lines += ["", f"- number of parameters: {params}"]
+            lines.append(f"- number of parameters: {params}")
         for score_type in SCORE_TYPES:
             selected = [r for r in rows if r.model == model and r.score_type == score_type]
             if selected:

@@ -254,6 +254,7 @@ fi
 if run_stage 3; then
     desc="format wav into ${data_feats}"
     begin 3 "${desc}"
+    status=skipped  # "done" once any set is formatted by this run
     for dset in "${train_set_sp}" "${valid_set}" ${test_sets}; do
         if [ "${dset}" = "${train_set_sp}" ]; then dst="${data_feats}/org/${dset}"; else dst="${data_feats}/${dset}"; fi
         if is_done "${dst}/.done.stage3"; then
@@ -265,8 +266,9 @@ if run_stage 3; then
         ${python} -m espnet_lw.bin.format_wav_scp --fs "${fs_int}" --audio_format "${audio_format}" \
             --nj "${nj}" "data/${dset}" "${dst}"
         touch "${dst}/.done.stage3"
+        status=done
     done
-    finish 3 "${desc}" done
+    finish 3 "${desc}" "${status}"
 fi
 
 if run_stage 4; then
@@ -380,6 +382,7 @@ $(tail -n 15 "${dir}/train.log")"
     [ -f "${dir}/${inference_asr_model}" ] || die "training ended without ${dir}/${inference_asr_model}: see ${dir}/train.log"
     ${python} -m espnet_lw.bin.model_info --asr_train_config "${dir}/config.yaml" \
         --asr_model_file "${dir}/${inference_asr_model}" > "${dir}/params.txt"
+    printf '%s\n' "${command_line}" > "${dir}/run_command.txt"  # RESULTS.md names it in the model's section
     touch "${dir}/.done.stage11"
     # count every epoch, also those of an earlier, interrupted invocation (resume)
     finish 11 "${desc}" done "$(${python} -m espnet_lw.bin.train_time "${dir}/train.log" --wall $(( SECONDS - stage_start )))"
@@ -464,6 +467,7 @@ fi
 if run_stage 12; then
     desc="decoding ${asr_exp}/${inference_tag}"
     begin 12 "${desc}"
+    status=skipped  # "done" once any set is decoded by this run
     [ -f "${asr_exp}/${inference_asr_model}" ] || die "${asr_exp}/${inference_asr_model} not found: run stage 11 first"
     for dset in ${test_sets}; do
         out="${asr_exp}/${inference_tag}/${dset}"
@@ -480,8 +484,9 @@ if run_stage 12; then
             --data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound" \
             --output_dir "${out}" --nj "${inference_nj}" ${device_args} ${inference_args}
         touch "${out}/.done.stage12"
+        status=done
     done
-    finish 12 "${desc}" done
+    finish 12 "${desc}" "${status}"
 fi
 
 if run_stage 13; then
