@@ -27,16 +27,16 @@ TINY_ASR_TAG = "reference_mini"
 DECODE_TAG = "decode_ctc_greedy_asr_model_valid.loss.ave"
 
 
-def recipe_copy(recipe: Path, tmp_path: Path) -> Path:
-    """A scratch copy of a recipe dir (scripts copied; lw.sh and conf/ linked back into the repository)."""
-    d = tmp_path / "recipe"
-    (d / "local").mkdir(parents=True)
+def recipe_copy(recipe: Path, dst: Path) -> Path:
+    """A scratch copy of a recipe dir at ``dst`` (run.sh, db.sh and local/ copied; lw.sh and conf/
+    linked back into the repository)."""
+    dst.mkdir(parents=True)
     for f in ("run.sh", "db.sh"):
-        shutil.copy2(recipe / f, d / f)
-    shutil.copy2(recipe / "local" / "data.sh", d / "local" / "data.sh")
-    os.symlink(REPO / "egs2" / "TEMPLATE" / "lw1" / "lw.sh", d / "lw.sh")
-    os.symlink(REPO / "conf", d / "conf")
-    return d
+        shutil.copy2(recipe / f, dst / f)
+    shutil.copytree(recipe / "local", dst / "local")
+    os.symlink(REPO / "egs2" / "TEMPLATE" / "lw1" / "lw.sh", dst / "lw.sh")
+    os.symlink(REPO / "conf", dst / "conf")
+    return dst
 
 
 def run(cmd: Sequence[str], cwd: Path, env_extra=None, timeout=240) -> subprocess.CompletedProcess:
@@ -78,7 +78,7 @@ def tiny_full_run(recipe: Path, tmp_path: Path, nbpe: int, corpus_env: Dict[str,
         import pytest  # noqa: PLC0415
 
         pytest.skip("needs sox (speed perturbation, TED-LIUM audio)")
-    d = recipe_copy(recipe, tmp_path)
+    d = recipe_copy(recipe, tmp_path / "recipe")
     return full_run(d, ["--nbpe", str(nbpe), "--local_data_opts", "--nj 1", *TINY_MODEL_ARGS], corpus_env)
 
 

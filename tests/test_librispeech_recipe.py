@@ -88,7 +88,7 @@ def make_corpus(root: Path, parts=("dev-clean", "dev-other", "test-clean", "test
 
 
 def recipe_copy(tmp_path: Path) -> Path:
-    return recipe_runs.recipe_copy(RECIPE, tmp_path)
+    return recipe_runs.recipe_copy(RECIPE, tmp_path / "recipe")
 
 
 def n_utts(part: str) -> int:

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from recipe_runs import recipe_copy
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "mini_synth" / "lw1"
@@ -24,13 +25,7 @@ TINY_ARGS = [
 
 def make_recipe_copy(dst: Path) -> Path:
     """A scratch copy of the mini_synth recipe (scripts copied, shared pieces symlinked)."""
-    dst.mkdir(parents=True)
-    for name in ("run.sh", "db.sh"):
-        shutil.copy2(RECIPE / name, dst / name)
-    shutil.copytree(RECIPE / "local", dst / "local")
-    os.symlink(REPO / "egs2" / "TEMPLATE" / "lw1" / "lw.sh", dst / "lw.sh")
-    os.symlink(REPO / "conf", dst / "conf")
-    return dst
+    return recipe_copy(RECIPE, dst)
 
 
 def run(recipe: Path, *args: str, env=None, check=True) -> subprocess.CompletedProcess:

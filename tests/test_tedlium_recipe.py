@@ -114,7 +114,7 @@ def make_corpus(root: Path, release: int = 2, long_train: bool = True, odd_test:
 
 
 def recipe_copy(tmp_path: Path) -> Path:
-    return recipe_runs.recipe_copy(RECIPE, tmp_path)
+    return recipe_runs.recipe_copy(RECIPE, tmp_path / "recipe")
 
 
 # --------------------------------------------------------------------------------------- SPHERE
