@@ -249,6 +249,24 @@ def test_scratch_and_pruned_baselines(tiny_run):
         assert (next(exp.glob("decode_*")) / "test" / "score_wer" / "result.txt").is_file()
 
 
+def test_overwrite_of_a_student_keeps_its_reference(tiny_run):
+    recipe, _ = tiny_run
+    run_student(recipe, "scratch")  # skipped when the test above made it
+    ref_model = next(recipe.glob("exp/asr_reference_*/valid.loss.ave.pth"))
+    ref_stamp = ref_model.stat().st_mtime_ns
+    student = recipe / "exp" / "asr_conf_student_tiny_scratch"
+    old_model = (student / "valid.loss.ave.pth").read_bytes()
+    student_conf = recipe / "conf_student_tiny.yaml"
+    proc = run(recipe, "--stage", "11", "--stop_stage", "11", "--student_config", str(student_conf),
+               "--student_mode", "scratch", "--overwrite", "true", *TINY_ARGS)
+    assert "using the trained reference" in proc.stderr
+    assert ref_model.stat().st_mtime_ns == ref_stamp  # the reference was not retrained
+    assert not list(ref_model.parent.parent.glob("asr_reference_*.old.*"))
+    kept = sorted(student.parent.glob("asr_conf_student_tiny_scratch.old.*"))
+    assert kept and (kept[-1] / "valid.loss.ave.pth").read_bytes() == old_model
+    assert (student / ".done.stage11").is_file()  # and the student was trained again
+
+
 @pytest.mark.parametrize("token_args", [["--token_type", "char"], ["--token_type", "bpe", "--nbpe", "64"]])
 def test_option_setup_for_each_token_type(tmp_path, token_args):
     """The driver's set-up code runs under `set -e` for every token type (no stage selected)."""

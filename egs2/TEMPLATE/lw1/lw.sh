@@ -93,6 +93,7 @@ Options (default in brackets):
   --gpu_inference BOOL         decode on GPU [${gpu_inference}]
   --dumpdir DIR --expdir DIR   output dirs [${dumpdir}, ${expdir}]
   --overwrite BOOL             redo finished stages, keeping old output aside [${overwrite}]
+                               (with --student_config: the student only, not the reference)
   --local_data_opts STR        options for local/data.sh [${local_data_opts}]
   --fs RATE --audio_format FMT [${fs}, ${audio_format}]
   --min_wav_duration S --max_wav_duration S   [${min_wav_duration}, ${max_wav_duration}]
@@ -201,118 +202,121 @@ move_aside() {  # move_aside PATH: keep old output when --overwrite true redoes 
     fi
 }
 
+# begin N "description" ... finish STATUS [SECONDS]: one row of ${stage_times} (RESULTS.md's stage table)
 stage_start=0
-begin() { stage_start=${SECONDS}; log "Stage $1: $2"; }
-finish() {  # finish N "description" status [seconds]
+stage_no=""
+stage_desc=""
+begin() { stage_start=${SECONDS}; stage_no="$1"; stage_desc="$2"; log "Stage $1: $2"; }
+finish() {  # finish done|skipped [seconds; default: since begin]
     local secs=$(( SECONDS - stage_start ))
-    [ $# -lt 4 ] || secs="$4"
-    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "${secs}" "$3" >> "${stage_times}"
-    log "Stage $1 $3 in ${secs}s"
+    [ $# -lt 2 ] || secs="$2"
+    printf '%s\t%s\t%s\t%s\n' "${stage_no}" "${stage_desc}" "${secs}" "$1" >> "${stage_times}"
+    log "Stage ${stage_no} $1 in ${secs}s"
+}
+
+# run_step MARKER OUTPUT "what" COMMAND [ARGS...]: the resumable unit every stage is made of.
+# Skipped when MARKER exists (unless --overwrite true); otherwise OUTPUT (when given) is moved aside
+# under --overwrite true, COMMAND runs, and MARKER is written as the last act. Sets step_status to
+# done or skipped. Call it as a plain command (not inside if/||), so that a failing COMMAND stops lw.sh.
+step_status=""
+run_step() {
+    local marker="$1" output="$2" what="$3"; shift 3
+    if is_done "${marker}"; then
+        log "${what}: skipped (${marker} exists; --overwrite true redoes it)"
+        step_status=skipped
+        return 0
+    fi
+    [ "${overwrite}" = true ] && [ -n "${output}" ] && move_aside "${output}"
+    "$@"
+    mkdir -p "$(dirname "${marker}")"
+    touch "${marker}"
+    step_status=done
 }
 
 # ----------------------------------------------------------------------------------------- stages
 # Fail early, before any work, when a system tool or Python package is missing.
 ${python} -m espnet_lw.bin.check_tools --need "${required_tools}" || die "install the missing tools above, then re-run"
 
+prepare_data() {
+    [ -x local/data.sh ] || die "local/data.sh not found or not executable in $(pwd)"
+    # shellcheck disable=SC2086
+    local/data.sh ${local_data_opts}
+    local dset
+    for dset in "${train_set}" "${valid_set}" ${test_sets}; do
+        ${python} -m espnet_lw.bin.validate_data_dir "data/${dset}"
+    done
+}
+
 if run_stage 1; then
-    desc="data preparation"
-    begin 1 "${desc}"
-    marker="data/.done.stage1"
-    if is_done "${marker}"; then
-        log "stage 1 already done (${marker} exists): skipped; --overwrite true redoes it"
-        finish 1 "${desc}" skipped
-    else
-        [ -x local/data.sh ] || die "local/data.sh not found or not executable in $(pwd)"
-        # shellcheck disable=SC2086
-        local/data.sh ${local_data_opts}
-        for dset in "${train_set}" "${valid_set}" ${test_sets}; do
-            ${python} -m espnet_lw.bin.validate_data_dir "data/${dset}"
-        done
-        touch "${marker}"
-        finish 1 "${desc}" done
-    fi
+    begin 1 "data preparation"
+    run_step data/.done.stage1 "" "stage 1: data/ already prepared" prepare_data
+    finish "${step_status}"
 fi
 
 if run_stage 2; then
-    desc="speed perturbation"
-    begin 2 "${desc}"
+    begin 2 "speed perturbation"
     if [ -z "${speed_perturb_factors}" ]; then
         log "stage 2: no --speed_perturb_factors: skipped"
-        finish 2 "${desc}" skipped
-    elif is_done "data/${train_set_sp}/.done.stage2"; then
-        log "stage 2 already done (data/${train_set_sp}): skipped"
-        finish 2 "${desc}" skipped
+        step_status=skipped
     else
-        [ "${overwrite}" = true ] && move_aside "data/${train_set_sp}"
-        ${python} -m espnet_lw.bin.speed_perturb --factors "${speed_perturb_factors}" \
+        run_step "data/${train_set_sp}/.done.stage2" "data/${train_set_sp}" "stage 2: data/${train_set_sp} already made" \
+            ${python} -m espnet_lw.bin.speed_perturb --factors "${speed_perturb_factors}" \
             "data/${train_set}" "data/${train_set_sp}"
-        touch "data/${train_set_sp}/.done.stage2"
-        finish 2 "${desc}" done
     fi
+    finish "${step_status}"
 fi
 
+format_set() {  # format_set DSET DST
+    [ -d "data/$1" ] || die "data/$1 does not exist: run stage 1 (and 2) first"
+    ${python} -m espnet_lw.bin.format_wav_scp --fs "${fs_int}" --audio_format "${audio_format}" \
+        --nj "${nj}" "data/$1" "$2"
+}
+
 if run_stage 3; then
-    desc="format wav into ${data_feats}"
-    begin 3 "${desc}"
+    begin 3 "format wav into ${data_feats}"
     status=skipped  # "done" once any set is formatted by this run
     for dset in "${train_set_sp}" "${valid_set}" ${test_sets}; do
         if [ "${dset}" = "${train_set_sp}" ]; then dst="${data_feats}/org/${dset}"; else dst="${data_feats}/${dset}"; fi
-        if is_done "${dst}/.done.stage3"; then
-            log "stage 3: ${dst} already formatted: skipped"
-            continue
-        fi
-        [ "${overwrite}" = true ] && move_aside "${dst}"
-        [ -d "data/${dset}" ] || die "data/${dset} does not exist: run stage 1 (and 2) first"
-        ${python} -m espnet_lw.bin.format_wav_scp --fs "${fs_int}" --audio_format "${audio_format}" \
-            --nj "${nj}" "data/${dset}" "${dst}"
-        touch "${dst}/.done.stage3"
-        status=done
+        run_step "${dst}/.done.stage3" "${dst}" "stage 3: ${dst} already formatted" format_set "${dset}" "${dst}"
+        [ "${step_status}" = skipped ] || status=done
     done
-    finish 3 "${desc}" "${status}"
+    finish "${status}"
 fi
+
+filter_train_set() {  # filter_train_set DST
+    [ -d "${data_feats}/org/${train_set_sp}" ] || die "${data_feats}/org/${train_set_sp} does not exist: run stage 3 first"
+    ${python} -m espnet_lw.bin.filter_data_dir --fs "${fs_int}" \
+        --min_wav_duration "${min_wav_duration}" --max_wav_duration "${max_wav_duration}" \
+        "${data_feats}/org/${train_set_sp}" "$1"
+}
 
 if run_stage 4; then
-    desc="remove utterances shorter than ${min_wav_duration}s / longer than ${max_wav_duration}s or without text"
-    begin 4 "${desc}"
+    begin 4 "remove utterances shorter than ${min_wav_duration}s / longer than ${max_wav_duration}s or without text"
     dst="${data_feats}/${train_set_sp}"
-    if is_done "${dst}/.done.stage4"; then
-        log "stage 4: ${dst} already filtered: skipped"
-        finish 4 "${desc}" skipped
-    else
-        [ "${overwrite}" = true ] && move_aside "${dst}"
-        [ -d "${data_feats}/org/${train_set_sp}" ] || die "${data_feats}/org/${train_set_sp} does not exist: run stage 3 first"
-        ${python} -m espnet_lw.bin.filter_data_dir --fs "${fs_int}" \
-            --min_wav_duration "${min_wav_duration}" --max_wav_duration "${max_wav_duration}" \
-            "${data_feats}/org/${train_set_sp}" "${dst}"
-        touch "${dst}/.done.stage4"
-        finish 4 "${desc}" done
-    fi
+    run_step "${dst}/.done.stage4" "${dst}" "stage 4: ${dst} already filtered" filter_train_set "${dst}"
+    finish "${step_status}"
 fi
 
+make_tokens() {
+    [ -n "${bpe_train_text}" ] || bpe_train_text="${data_feats}/${train_set_sp}/text"
+    [ -s "${bpe_train_text}" ] || die "${bpe_train_text} is missing or empty: run stages 1-4 first"
+    ${python} -m espnet_lw.bin.make_token_list --token_type "${token_type}" --nbpe "${nbpe}" \
+        --bpemode "${bpemode}" --character_coverage "${bpe_char_cover}" \
+        --oov "${oov}" --blank "${blank}" --sos_eos "${sos_eos}" \
+        --text "${bpe_train_text}" --out_dir "${token_dir}"
+}
+
 if run_stage 5; then
-    desc="token list (${token_type})"
-    begin 5 "${desc}"
-    if is_done "${token_dir}/.done.stage5"; then
-        log "stage 5: ${token_list} already exists: skipped"
-        finish 5 "${desc}" skipped
-    else
-        [ "${overwrite}" = true ] && move_aside "${token_dir}"
-        [ -n "${bpe_train_text}" ] || bpe_train_text="${data_feats}/${train_set_sp}/text"
-        [ -s "${bpe_train_text}" ] || die "${bpe_train_text} is missing or empty: run stages 1-4 first"
-        ${python} -m espnet_lw.bin.make_token_list --token_type "${token_type}" --nbpe "${nbpe}" \
-            --bpemode "${bpemode}" --character_coverage "${bpe_char_cover}" \
-            --oov "${oov}" --blank "${blank}" --sos_eos "${sos_eos}" \
-            --text "${bpe_train_text}" --out_dir "${token_dir}"
-        touch "${token_dir}/.done.stage5"
-        finish 5 "${desc}" done
-    fi
+    begin 5 "token list (${token_type})"
+    run_step "${token_dir}/.done.stage5" "${token_dir}" "stage 5: ${token_list} already exists" make_tokens
+    finish "${step_status}"
 fi
 
 for n in 6 7 8 9; do
     if run_stage "${n}"; then
-        begin "${n}" "language model"
+        begin "${n}" "language model (not used)"
         log "stage ${n}: skipped: this recipe decodes CTC without a language model"
-        finish "${n}" "language model (not used)" skipped
+        finish skipped
     fi
 done
 
@@ -326,37 +330,38 @@ common_train_args() {
         --valid_data_path_and_name_and_type "${data_feats}/${valid_set}/text,text,text"
 }
 
+collect_stats() {
+    [ -f "${token_list}" ] || die "${token_list} does not exist: run stage 5 first"
+    [ -f "${asr_config}" ] || die "${asr_config}: no such config (see conf/ for the shipped ones)"
+    # shellcheck disable=SC2046,SC2086
+    ${python} -m espnet_lw.bin.collect_stats --nj "${nj}" --output_dir "${asr_stats_dir}" \
+        --config "${asr_config}" $(common_train_args) ${asr_args}
+}
+
 if run_stage 10; then
-    desc="feature statistics for ${feats_normalize}"
-    begin 10 "${desc}"
-    if is_done "${asr_stats_dir}/.done.stage10"; then
-        log "stage 10: ${asr_stats_dir} already has statistics: skipped"
-        finish 10 "${desc}" skipped
-    else
-        [ "${overwrite}" = true ] && move_aside "${asr_stats_dir}"
-        [ -f "${token_list}" ] || die "${token_list} does not exist: run stage 5 first"
-        [ -f "${asr_config}" ] || die "${asr_config}: no such config (see conf/ for the shipped ones)"
-        # shellcheck disable=SC2046
-        ${python} -m espnet_lw.bin.collect_stats --nj "${nj}" --output_dir "${asr_stats_dir}" \
-            --config "${asr_config}" $(common_train_args) ${asr_args}
-        touch "${asr_stats_dir}/.done.stage10"
-        finish 10 "${desc}" done
-    fi
+    begin 10 "feature statistics for ${feats_normalize}"
+    run_step "${asr_stats_dir}/.done.stage10" "${asr_stats_dir}" "stage 10: ${asr_stats_dir} already has statistics" \
+        collect_stats
+    finish "${step_status}"
 fi
 
 # train_model DIR CONFIG [extra trainer args...]: one resumable training run with ESPnet's trainer.
 # Skipped when DIR/.done.stage11 exists; the full log goes to DIR/train.log, one line per epoch
 # to the console; DIR/params.txt gets the model size.
 train_model() {
-    local dir="$1" config="$2"; shift 2
-    local desc="training ${dir}"
-    begin 11 "${desc}"
-    if is_done "${dir}/.done.stage11"; then
-        log "stage 11: ${dir} is trained (${dir}/.done.stage11): skipped"
-        finish 11 "${desc}" skipped
-        return 0
+    local dir="$1"
+    begin 11 "training ${dir}"
+    run_step "${dir}/.done.stage11" "${dir}" "stage 11: ${dir} is trained" _train_model "$@"
+    if [ "${step_status}" = done ]; then
+        # count every epoch, also those of an earlier, interrupted invocation (resume)
+        finish done "$(${python} -m espnet_lw.bin.train_time "${dir}/train.log" --wall $(( SECONDS - stage_start )))"
+    else
+        finish skipped
     fi
-    [ "${overwrite}" = true ] && move_aside "${dir}"
+}
+
+_train_model() {  # the body of train_model
+    local dir="$1" config="$2"; shift 2
     [ -f "${asr_stats_dir}/train/feats_stats.npz" ] || die "${asr_stats_dir}/train/feats_stats.npz missing: run stage 10 first"
     [ -f "${config}" ] || die "${config}: no such config (see conf/ for the shipped ones)"
     mkdir -p "${dir}"
@@ -383,9 +388,6 @@ $(tail -n 15 "${dir}/train.log")"
     ${python} -m espnet_lw.bin.model_info --asr_train_config "${dir}/config.yaml" \
         --asr_model_file "${dir}/${inference_asr_model}" > "${dir}/params.txt"
     printf '%s\n' "${command_line}" > "${dir}/run_command.txt"  # RESULTS.md names it in the model's section
-    touch "${dir}/.done.stage11"
-    # count every epoch, also those of an earlier, interrupted invocation (resume)
-    finish 11 "${desc}" done "$(${python} -m espnet_lw.bin.train_time "${dir}/train.log" --wall $(( SECONDS - stage_start )))"
 }
 
 if run_stage 11; then
@@ -401,12 +403,17 @@ if run_stage 11; then
             --normalize "${feats_normalize}" --model_name "${inference_asr_model}" \
             --overwrite "${overwrite}" --out_dir "${ref_exp}" | tail -n 1) \
             || die "stage 11: importing --ref_model ${ref_model} failed (see above); nothing was trained"
-        finish 11 "importing the reference ${ref_model}" "$( [ "${ref_status}" = skipped ] && echo skipped || echo done)"
+        finish "$( [ "${ref_status}" = skipped ] && echo skipped || echo done)"
     fi
     # 11a: the reference (skipped when trained, or when --ref_exp / --ref_model names one)
     if [ "${ref_exp}" = "${expdir}/asr_${asr_tag}" ]; then
-        # shellcheck disable=SC2086
-        train_model "${ref_exp}" "${asr_config}" ${asr_args}
+        if [ -n "${student_config}" ] && [ "${overwrite}" = true ] && [ -e "${ref_exp}/.done.stage11" ]; then
+            # --overwrite true with a student config redoes the student, never the reference it learns from
+            log "stage 11: using the trained reference ${ref_exp}"
+        else
+            # shellcheck disable=SC2086
+            train_model "${ref_exp}" "${asr_config}" ${asr_args}
+        fi
     else
         for f in config.yaml "${inference_asr_model}"; do
             [ -f "${ref_exp}/${f}" ] || die "--ref_exp ${ref_exp}: ${ref_exp}/${f} not found"
@@ -422,15 +429,16 @@ if run_stage 11; then
         if [ "${student_mode}" = encrl ] && [ "${ref_cache}" = true ]; then
             # 11b: reference targets of the training set, computed once and shared by every student
             cache="${ref_exp}/targets/${train_set_sp}"
+            # (not run_step: the targets belong to the reference, so --overwrite of a student keeps them)
             begin 11 "reference targets ${cache}"
             if [ -e "${cache}/.done.stage11" ]; then
                 log "stage 11: ${cache} already holds the reference targets: reused"
-                finish 11 "reference targets ${cache}" skipped
+                finish skipped
             else
                 ${python} -m espnet_lw.bin.dump_reference_targets "${ref_args[@]}" \
                     --data_dir "${data_feats}/${train_set_sp}" --output_dir "${cache}" --nj "${nj}"
                 touch "${cache}/.done.stage11"
-                finish 11 "reference targets ${cache}" done
+                finish done
             fi
             cache_args=(--reference_cache "${cache}")
             train_cache_args=(--train_data_path_and_name_and_type "${cache}/ref_enc.scp,ref_enc,kaldi_ark")
@@ -464,41 +472,37 @@ if run_stage 11; then
     fi
 fi
 
+decode_set() {  # decode_set DSET OUT
+    local device_args="--ngpu 0"
+    [ "${gpu_inference}" = false ] || device_args="--ngpu 1"
+    # shellcheck disable=SC2086
+    ${python} -m espnet_lw.bin.asr_inference --config "${inference_config}" \
+        --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_asr_model}" \
+        --data_path_and_name_and_type "${data_feats}/$1/wav.scp,speech,sound" \
+        --output_dir "$2" --nj "${inference_nj}" ${device_args} ${inference_args}
+}
+
 if run_stage 12; then
-    desc="decoding ${asr_exp}/${inference_tag}"
-    begin 12 "${desc}"
+    begin 12 "decoding ${asr_exp}/${inference_tag}"
     status=skipped  # "done" once any set is decoded by this run
     [ -f "${asr_exp}/${inference_asr_model}" ] || die "${asr_exp}/${inference_asr_model} not found: run stage 11 first"
     for dset in ${test_sets}; do
         out="${asr_exp}/${inference_tag}/${dset}"
-        if is_done "${out}/.done.stage12"; then
-            log "stage 12: ${out} already decoded: skipped"
-            continue
-        fi
-        [ "${overwrite}" = true ] && move_aside "${out}"
-        device_args="--ngpu 0"
-        [ "${gpu_inference}" = true ] && device_args="--ngpu 1"
-        # shellcheck disable=SC2086
-        ${python} -m espnet_lw.bin.asr_inference --config "${inference_config}" \
-            --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_asr_model}" \
-            --data_path_and_name_and_type "${data_feats}/${dset}/wav.scp,speech,sound" \
-            --output_dir "${out}" --nj "${inference_nj}" ${device_args} ${inference_args}
-        touch "${out}/.done.stage12"
-        status=done
+        run_step "${out}/.done.stage12" "${out}" "stage 12: ${out} already decoded" decode_set "${dset}" "${out}"
+        [ "${step_status}" = skipped ] || status=done
     done
-    finish 12 "${desc}" "${status}"
+    finish "${status}"
 fi
 
 if run_stage 13; then
-    desc="scoring ${asr_exp}/${inference_tag}"
-    begin 13 "${desc}"
+    begin 13 "scoring ${asr_exp}/${inference_tag}"
     for dset in ${test_sets}; do
         out="${asr_exp}/${inference_tag}/${dset}"
         [ -f "${out}/text" ] || die "${out}/text not found: run stage 12 first"
         ${python} -m espnet_lw.bin.score_sclite --ref "${data_feats}/${dset}/text" --hyp "${out}/text" \
             --utt2spk "${data_feats}/${dset}/utt2spk" --out "${out}"
     done
-    finish 13 "${desc}" done
+    finish done
     ${python} -m espnet_lw.bin.make_results --exp_dir "${expdir}" --out RESULTS.md \
         --command "${command_line}" --stage_times "${stage_times}"
     log "wrote $(pwd)/RESULTS.md"

@@ -6,6 +6,21 @@
 # (lw.sh is the recipe's link to the driver, which lives next to this file).
 # Every function works under `set -euo pipefail`.
 
+# The paper's setting, shared by the LibriSpeech and TED-LIUM recipes (run.sh adds the data sets):
+# x3 speed perturbation, sentencepiece unigram 256 trained on the original training text,
+# utterances up to 30 s, the 12-block Conformer reference (CTC only) on one GPU, greedy CTC decoding.
+paper_lw_args() {  # paper_lw_args TRAIN_SET: sets the array `lw_args`
+    lw_args=(
+        --speed_perturb_factors "0.9 1.0 1.1"
+        --token_type bpe --nbpe 256 --bpemode unigram
+        --bpe_train_text "data/$1/text"
+        --max_wav_duration 30
+        --ngpu 1
+        --asr_config conf/reference_paper.yaml
+        --inference_config conf/decode_ctc_greedy.yaml
+    )
+}
+
 # log MESSAGE: one time-stamped line on stdout, naming the calling script, line and function
 log() {
     local fname=${BASH_SOURCE[1]##*/}

@@ -10,7 +10,7 @@
 set -euo pipefail
 export LW_RUN_COMMAND="${LW_RUN_COMMAND:-$0 $*}"  # for RESULTS.md
 cd "$(dirname "$0")"
-. "$(dirname "$(readlink -f lw.sh)")/recipe_lib.sh"  # parse_opts, die
+. "$(dirname "$(readlink -f lw.sh)")/recipe_lib.sh"  # parse_opts, die, paper_lw_args
 
 train_subset=100       # 100 | 460 | 960 hours of training data
 local_data_opts=""     # more options for local/data.sh (e.g. "--nj 8"); --train_subset is added
@@ -24,16 +24,11 @@ esac
 valid_set=dev
 test_sets="test_clean test_other dev_clean dev_other"
 
+paper_lw_args "${train_set}"  # recipe_lib.sh: the options both corpora share
 ./lw.sh \
     --train_set "${train_set}" \
     --valid_set "${valid_set}" \
     --test_sets "${test_sets}" \
     --local_data_opts "--train_subset ${train_subset} ${local_data_opts}" \
-    --speed_perturb_factors "0.9 1.0 1.1" \
-    --token_type bpe --nbpe 256 --bpemode unigram \
-    --bpe_train_text "data/${train_set}/text" \
-    --max_wav_duration 30 \
-    --ngpu 1 \
-    --asr_config conf/reference_paper.yaml \
-    --inference_config conf/decode_ctc_greedy.yaml \
+    "${lw_args[@]}" \
     ${rest_args[@]+"${rest_args[@]}"}

@@ -9,7 +9,7 @@
 set -euo pipefail
 export LW_RUN_COMMAND="${LW_RUN_COMMAND:-$0 $*}"  # for RESULTS.md
 cd "$(dirname "$0")"
-. "$(dirname "$(readlink -f lw.sh)")/recipe_lib.sh"  # parse_opts, die
+. "$(dirname "$(readlink -f lw.sh)")/recipe_lib.sh"  # parse_opts, die, paper_lw_args
 
 release=2             # TED-LIUM release: 2 or 3 (legacy layout)
 local_data_opts=""    # more options for local/data.sh (e.g. "--nj 8"); --release is added
@@ -20,16 +20,11 @@ train_set=train
 valid_set=dev
 test_sets="dev test"
 
+paper_lw_args "${train_set}"  # recipe_lib.sh: the options both corpora share
 ./lw.sh \
     --train_set "${train_set}" \
     --valid_set "${valid_set}" \
     --test_sets "${test_sets}" \
     --local_data_opts "--release ${release} ${local_data_opts}" \
-    --speed_perturb_factors "0.9 1.0 1.1" \
-    --token_type bpe --nbpe 256 --bpemode unigram \
-    --bpe_train_text "data/${train_set}/text" \
-    --max_wav_duration 30 \
-    --ngpu 1 \
-    --asr_config conf/reference_paper.yaml \
-    --inference_config conf/decode_ctc_greedy.yaml \
+    "${lw_args[@]}" \
     ${rest_args[@]+"${rest_args[@]}"}
