@@ -349,9 +349,11 @@ fi
 # Skipped when DIR/.done.stage11 exists; the full log goes to DIR/train.log, one line per epoch
 # to the console; DIR/params.txt gets the model size.
 train_model() {
-    local dir="$1"
+    local dir="$1" aside="$1"
+    # a student's dir (and its encrl/) was moved aside as a whole, before its configs were written
+    [[ -z "${student_exp:-}" || ( "${dir}" != "${student_exp}" && "${dir}" != "${student_exp}"/* ) ]] || aside=""
     begin 11 "training ${dir}"
-    run_step "${dir}/.done.stage11" "${dir}" "stage 11: ${dir} is trained" _train_model "$@"
+    run_step "${dir}/.done.stage11" "${aside}" "stage 11: ${dir} is trained" _train_model "$@"
     if [ "${step_status}" = done ]; then
         # count every epoch, also those of an earlier, interrupted invocation (resume)
         finish done "$(${python} -m espnet_lw.bin.train_time "${dir}/train.log" --wall $(( SECONDS - stage_start )))"
@@ -443,6 +445,7 @@ if run_stage 11; then
             cache_args=(--reference_cache "${cache}")
             train_cache_args=(--train_data_path_and_name_and_type "${cache}/ref_enc.scp,ref_enc,kaldi_ark")
         fi
+        [ "${overwrite}" = false ] || move_aside "${student_exp}"
         mkdir -p "${conf_dir}"
         ${python} -m espnet_lw.bin.make_student_configs "${ref_args[@]}" --student_config "${student_config}" \
             --mode "${student_mode}" --out_dir "${conf_dir}" "${cache_args[@]}"
