@@ -181,7 +181,9 @@ def test_ablation_configs_from_shipped_student(tmp_path):
     for term, path in paths.items():
         conf = yaml.safe_load(path.read_text())
         align = conf["encrl"]["model_conf"]["alignment"]
-        assert list(align) == [term] and align[term] == orig["encrl"]["model_conf"]["alignment"][term]
+        assert list(align) == [term]
+        # the term's own settings, at weight 1 (the shipped mix weighs CLIP 0.1)
+        assert align[term] == {**orig["encrl"]["model_conf"]["alignment"][term], "weight": 1.0}
         # everything else is the shipped config
         rest = {k: v for k, v in conf.items() if k != "encrl"}
         assert rest == {k: v for k, v in orig.items() if k != "encrl"}
@@ -319,7 +321,7 @@ def test_report_json_schema_and_numbers(fake_tree):
         assert key in data
     assert data["command"] == "local/benchmark.sh --ratios 67" and data["environment"] == env
     keys = {"name", "kind", "ratio", "loss", "params", "epochs", "train_seconds", "wer", "wer_per_epoch",
-            "seconds_per_epoch", "encrl_seconds"}
+            "seconds_per_epoch", "encrl_seconds", "encrl_epochs"}
     by = {s["name"]: s for s in data["systems"]}
     for s in data["systems"]:
         assert set(s) == keys
@@ -334,6 +336,7 @@ def test_report_json_schema_and_numbers(fake_tree):
     assert data["reference_cache_seconds"] == 120.0  # the last run that did the work
     enc = by["student_r67_encrl"]
     assert enc["encrl_seconds"] == 80.0  # 2 x (30 s train + 10 s valid)
+    assert enc["encrl_epochs"] == 2 and ref["encrl_epochs"] is None
     assert enc["train_seconds"] == 120.0 + 80.0 + 120.0  # fine-tune + EncRL + cache in full
     assert enc["wer"]["test"] == 20.0 and by["student_r67_scratch"]["wer"]["test"] == 75.0
     assert by["student_r67_encrl_mse"]["loss"] == "mse"
@@ -354,7 +357,7 @@ def test_report_markdown_and_plot(fake_tree):
     assert "|system|kind|ratio|loss|params|epochs|train time|WER dev|WER test|rel. WER impr. vs scratch|" in text
     row = next(line for line in text.splitlines() if line.startswith("|student_r67_encrl|"))
     # (75 - 20) / 75 on test, (20 - 5) / 20 on dev
-    assert "|encrl|0.667|clip+mse|2.00 M|2|" in row and "test +73.3%" in row and "dev +75.0%" in row
+    assert "|encrl|0.667|clip+mse|2.00 M|2 + 2|" in row  # EncRL + fine-tune epochs and "test +73.3%" in row and "dev +75.0%" in row
     assert "5m20s (ft 2m00s)" in row
     assert "fine-tune only 2.00x" in text and "whole student cost 0.75x" in text
     assert "```sh\nlocal/benchmark.sh\n```" in text

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from recipe_runs import recipe_copy
 
 REPO = Path(__file__).resolve().parents[1]
@@ -265,6 +266,23 @@ def test_overwrite_of_a_student_keeps_its_reference(tiny_run):
     kept = sorted(student.parent.glob("asr_conf_student_tiny_scratch.old.*"))
     assert kept and (kept[-1] / "valid.loss.ave.pth").read_bytes() == old_model
     assert (student / ".done.stage11").is_file()  # and the student was trained again
+
+
+def test_changed_config_of_a_trained_student_stops_stage_11(tiny_run, tmp_path):
+    recipe, _ = tiny_run
+    run_student(recipe, "scratch")  # skipped when a test above made it
+    student = recipe / "exp" / "asr_conf_student_tiny_scratch"
+    conf = yaml.safe_load((recipe / "conf_student_tiny.yaml").read_text())
+    conf["scratch"]["max_epoch"] += 1
+    changed = tmp_path / "conf_student_tiny.yaml"  # same name, so the same --student_tag
+    changed.write_text(yaml.safe_dump(conf))
+    before = (student / "conf" / "scratch.yaml").read_text()
+    proc = run(recipe, "--stage", "11", "--stop_stage", "11", "--student_config", str(changed),
+               "--student_mode", "scratch", *TINY_ARGS, check=False)
+    assert proc.returncode != 0
+    assert "scratch.yaml" in proc.stderr and "--overwrite true" in proc.stderr
+    assert (student / "conf" / "scratch.yaml").read_text() == before
+    assert (student / ".done.stage11").is_file()
 
 
 @pytest.mark.parametrize("token_args", [["--token_type", "char"], ["--token_type", "bpe", "--nbpe", "64"]])

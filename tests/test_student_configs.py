@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_lw.bin.make_student_configs import make_configs, student_blocks
+from espnet_lw.bin.make_student_configs import main, make_configs, student_blocks
 from espnet_lw.utils.cli import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,3 +63,24 @@ def test_unknown_key_is_named(reference, tmp_path):
     with pytest.raises(UserError, match="max_epochs") as e:
         make_configs(ref_path, tmp_path / "ref.pth", bad, "encrl", None)
     assert str(bad) in str(e.value)
+
+
+def test_changed_config_of_a_trained_student_is_refused(reference, tmp_path):
+    ref_path, _ = reference
+    student = tmp_path / "student.yaml"
+    student.write_text((REPO / "conf" / "student_r67.yaml").read_text())
+    exp = tmp_path / "exp" / "asr_student"
+    args = ["--reference_config", str(ref_path), "--reference_model", str(tmp_path / "ref.pth"),
+            "--student_config", str(student), "--out_dir", str(exp / "conf"), "--trained_dir", str(exp)]
+    main(args)  # nothing trained yet: written
+    (exp / "encrl").mkdir()
+    (exp / "encrl" / ".done.stage11").touch()
+    before = (exp / "conf" / "finetune.yaml").read_text()
+    main(args)  # same config again (a resumed run): accepted
+    conf = yaml.safe_load(student.read_text())
+    conf["finetune"]["max_epoch"] += 1
+    student.write_text(yaml.safe_dump(conf))
+    with pytest.raises(UserError, match="finetune.yaml") as e:
+        main(args)
+    assert "--overwrite true" in str(e.value)
+    assert (exp / "conf" / "finetune.yaml").read_text() == before  # the trained student's config is kept

@@ -227,13 +227,16 @@ def loss_name(alignment: Optional[dict]) -> str:
 
 
 def derive_ablation(student: dict, keep: str) -> dict:
-    """A copy of a student config whose EncRL alignment keeps only the term ``keep``."""
+    """A copy of a student config whose EncRL alignment keeps only the term ``keep``, at weight 1.
+
+    (Alone, a term's weight would only scale the loss; 1 keeps the ablation's logs readable.)
+    """
     conf = copy.deepcopy(student)
     align = (((conf.get("encrl") or {}).get("model_conf") or {}).get("alignment"))
     if not isinstance(align, dict) or keep not in align:
         have = sorted(align) if isinstance(align, dict) else []
         raise UserError(f"the student config's encrl.model_conf.alignment has no '{keep}' term (it has {have})")
-    conf["encrl"]["model_conf"]["alignment"] = {keep: copy.deepcopy(align[keep])}
+    conf["encrl"]["model_conf"]["alignment"] = {keep: {**copy.deepcopy(align[keep] or {}), "weight": 1.0}}
     return conf
 
 
@@ -609,9 +612,10 @@ def build_benchmark(expdir: Path, test_sets: Sequence[str], epoch_sets: Sequence
     systems = []
     for s in dirs:
         times = seconds_list(parse_epoch_times(s.exp / "train.log"))
-        encrl_secs = None
+        encrl_secs = encrl_epochs = None
         if s.kind == "encrl":
-            encrl_secs = round(sum(seconds_list(parse_epoch_times(s.exp / "encrl" / "train.log"))), 3)
+            encrl_times = seconds_list(parse_epoch_times(s.exp / "encrl" / "train.log"))
+            encrl_secs, encrl_epochs = round(sum(encrl_times), 3), len(encrl_times)
         cache = load_epoch_cache(expdir, s.name)
         train = sum(times) + ((encrl_secs or 0.0) + cache_secs if s.kind == "encrl" else 0.0)
         systems.append({
@@ -619,7 +623,7 @@ def build_benchmark(expdir: Path, test_sets: Sequence[str], epoch_sets: Sequence
             "epochs": len(times), "train_seconds": round(train, 3),
             "wer": final_wers(s.exp, test_sets, decode),
             "wer_per_epoch": {d: wer_per_epoch(cache, d, len(times)) for d in epoch_sets},
-            "seconds_per_epoch": times, "encrl_seconds": encrl_secs,
+            "seconds_per_epoch": times, "encrl_seconds": encrl_secs, "encrl_epochs": encrl_epochs,
         })
     speed_set = epoch_sets[0] if epoch_sets else None
     n_encrl = sum(1 for s in systems if s["kind"] == "encrl")
@@ -683,7 +687,9 @@ def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[s
     systems = bench["systems"]
     lines = [BEGIN_MARK, "## Benchmark: light-weight students", "",
              "Written by `python -m espnet_lw.bin.benchmark` (numbers also in `benchmark.json`). "
-             "WER: sclite, CTC greedy, final model (`valid.loss.ave.pth`). Train time: summed train+valid "
+             "WER: sclite, CTC greedy, final model (`valid.loss.ave.pth`). Epochs: EncRL + fine-tune for "
+             "EncRL students (`epochs` in the json counts the CTC epochs, `encrl_epochs` the others). "
+             "Train time: summed train+valid "
              "epoch times from `train.log`; for EncRL students EncRL + reference-target cache + fine-tune "
              "(fine-tune alone in brackets). Rel. impr.: (WER scratch - WER) / WER scratch at the same ratio.",
              "", "```sh", bench.get("command") or "(command not recorded)", "```", ""]
@@ -705,7 +711,8 @@ def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[s
                     if a is not None and b is not None and a > 0:
                         cells.append(f"{d} {100 * (a - b) / a:+.1f}%")
                 impr = ", ".join(cells) or "-"
-        row = [s["name"], s["kind"], _fmt_ratio(s["ratio"]), s["loss"] or "-", params, str(s["epochs"]), t]
+        epochs = str(s["epochs"]) if not s.get("encrl_epochs") else f"{s['encrl_epochs']} + {s['epochs']}"
+        row = [s["name"], s["kind"], _fmt_ratio(s["ratio"]), s["loss"] or "-", params, epochs, t]
         row += [_fmt_wer(s["wer"].get(d)) for d in test_sets] + [impr]
         lines.append("|" + "|".join(row) + "|")
     lines += ["", f"Speed-up to reach the scratch student's last-epoch WER on "

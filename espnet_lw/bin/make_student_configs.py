@@ -37,6 +37,7 @@ import argparse
 import copy
 import logging
 from pathlib import Path
+from typing import Dict, List
 
 import yaml
 
@@ -169,6 +170,8 @@ def main(argv=None) -> None:
     p.add_argument("--mode", choices=sorted(MODES), default="encrl")
     p.add_argument("--reference_cache", help="dir written by dump_reference_targets (mode encrl)")
     p.add_argument("--out_dir", required=True)
+    p.add_argument("--trained_dir", help="the student's exp dir: when a training in it has finished "
+                   "(.done.stage11), configs in --out_dir that would change are refused, not overwritten")
     args = p.parse_args(argv)
     setup_logging()
     files = make_configs(
@@ -176,12 +179,40 @@ def main(argv=None) -> None:
         args.reference_cache,
     )
     out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     header = f"# written by espnet_lw.bin.make_student_configs from {args.student_config} and {args.reference_config}\n"
-    for name, content in files.items():
-        text = content + "\n" if isinstance(content, str) else header + yaml.safe_dump(content, sort_keys=False)
+    texts = {name: content + "\n" if isinstance(content, str) else header + yaml.safe_dump(content, sort_keys=False)
+             for name, content in files.items()}
+    if args.trained_dir:
+        check_unchanged(out, texts, Path(args.trained_dir), args.student_config)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
         (out / name).write_text(text, encoding="utf-8")
         logging.info("wrote %s", out / name)
+
+
+def _body(text: str) -> List[str]:
+    """The lines that configure something (comments such as the header are ignored)."""
+    return [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+
+
+def check_unchanged(out: Path, texts: Dict[str, str], trained_dir: Path, student_config: str) -> None:
+    """Refuse to rewrite the configs of a student whose training (or part of it) has finished.
+
+    Otherwise the finished stage would be skipped and the results would silently belong to the old
+    config while its files claim the new one.
+    """
+    finished = sorted(str(m.parent) for m in trained_dir.glob("**/.done.stage11"))
+    if not finished:
+        return
+    changed = [name for name, text in texts.items()
+               if (out / name).is_file() and _body((out / name).read_text(encoding="utf-8")) != _body(text)]
+    if changed:
+        raise UserError(
+            f"{student_config} now gives other {', '.join(changed)} than the one {finished[0]} was trained with",
+            str(out / changed[0]),
+            "pass --overwrite true to retrain this student (its old dir is kept as *.old.<time>), "
+            "or use another --student_tag",
+        )
 
 
 if __name__ == "__main__":

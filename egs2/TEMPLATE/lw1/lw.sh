@@ -349,11 +349,9 @@ fi
 # Skipped when DIR/.done.stage11 exists; the full log goes to DIR/train.log, one line per epoch
 # to the console; DIR/params.txt gets the model size.
 train_model() {
-    local dir="$1" aside="$1"
-    # a student's dir (and its encrl/) was moved aside as a whole, before its configs were written
-    [[ -z "${student_exp:-}" || ( "${dir}" != "${student_exp}" && "${dir}" != "${student_exp}"/* ) ]] || aside=""
+    local dir="$1"
     begin 11 "training ${dir}"
-    run_step "${dir}/.done.stage11" "${aside}" "stage 11: ${dir} is trained" _train_model "$@"
+    run_step "${dir}/.done.stage11" "${dir}" "stage 11: ${dir} is trained" _train_model "$@"
     if [ "${step_status}" = done ]; then
         # count every epoch, also those of an earlier, interrupted invocation (resume)
         finish done "$(${python} -m espnet_lw.bin.train_time "${dir}/train.log" --wall $(( SECONDS - stage_start )))"
@@ -409,12 +407,14 @@ if run_stage 11; then
     fi
     # 11a: the reference (skipped when trained, or when --ref_exp / --ref_model names one)
     if [ "${ref_exp}" = "${expdir}/asr_${asr_tag}" ]; then
-        if [ -n "${student_config}" ] && [ "${overwrite}" = true ] && [ -e "${ref_exp}/.done.stage11" ]; then
-            # --overwrite true with a student config redoes the student, never the reference it learns from
-            log "stage 11: using the trained reference ${ref_exp}"
-        else
-            # shellcheck disable=SC2086
+        # shellcheck disable=SC2086
+        if [ -z "${student_config}" ]; then
             train_model "${ref_exp}" "${asr_config}" ${asr_args}
+        elif [ -e "${ref_exp}/.done.stage11" ]; then
+            # --overwrite true with a student config redoes the student, never the reference it learns from
+            log "stage 11: using the trained reference ${ref_exp} (--overwrite applies to the student only)"
+        else
+            overwrite=false train_model "${ref_exp}" "${asr_config}" ${asr_args}  # train (or resume) it first
         fi
     else
         for f in config.yaml "${inference_asr_model}"; do
@@ -445,31 +445,34 @@ if run_stage 11; then
             cache_args=(--reference_cache "${cache}")
             train_cache_args=(--train_data_path_and_name_and_type "${cache}/ref_enc.scp,ref_enc,kaldi_ark")
         fi
+        # --overwrite true redoes the whole student: its dir is moved aside once, here, before its configs
+        # are written into a fresh one; the trainings below then start from nothing (overwrite=false)
         [ "${overwrite}" = false ] || move_aside "${student_exp}"
         mkdir -p "${conf_dir}"
         ${python} -m espnet_lw.bin.make_student_configs "${ref_args[@]}" --student_config "${student_config}" \
-            --mode "${student_mode}" --out_dir "${conf_dir}" "${cache_args[@]}"
+            --mode "${student_mode}" --out_dir "${conf_dir}" --trained_dir "${student_exp}" "${cache_args[@]}" \
+            || die "stage 11: the configs of ${student_exp} were not written (see above)"
         case "${student_mode}" in
             encrl)
                 # 11c: EncRL, then 11d: linear-CTC fine-tuning initialised from it
                 # shellcheck disable=SC2086
-                train_model "${student_exp}/encrl" "${conf_dir}/encrl.yaml" "${train_cache_args[@]}" ${student_args}
+                overwrite=false train_model "${student_exp}/encrl" "${conf_dir}/encrl.yaml" "${train_cache_args[@]}" ${student_args}
                 # shellcheck disable=SC2086
-                train_model "${student_exp}" "${conf_dir}/finetune.yaml" \
+                overwrite=false train_model "${student_exp}" "${conf_dir}/finetune.yaml" \
                     --init_param "${student_exp}/encrl/${inference_asr_model}:::alignment" ${student_args}
                 ;;
             scratch)
                 # shellcheck disable=SC2086
-                train_model "${student_exp}" "${conf_dir}/scratch.yaml" ${student_args}
+                overwrite=false train_model "${student_exp}" "${conf_dir}/scratch.yaml" ${student_args}
                 ;;
             pruned)
-                if [ ! -f "${student_exp}/init.pth" ] || [ "${overwrite}" = true ]; then
+                if [ ! -e "${student_exp}/.done.stage11" ]; then  # from the blocks.txt just written
                     ${python} -m espnet_lw.bin.init_student "${ref_args[@]}" \
                         --student_config "${conf_dir}/finetune.yaml" --blocks "$(cat "${conf_dir}/blocks.txt")" \
                         --out "${conf_dir}/init.pth"
                 fi
                 # shellcheck disable=SC2086
-                train_model "${student_exp}" "${conf_dir}/finetune.yaml" --init_param "${conf_dir}/init.pth" ${student_args}
+                overwrite=false train_model "${student_exp}" "${conf_dir}/finetune.yaml" --init_param "${conf_dir}/init.pth" ${student_args}
                 ;;
         esac
     fi
