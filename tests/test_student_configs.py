@@ -54,6 +54,10 @@ def test_shipped_student_configs(reference, tmp_path, ratio):
     scratch = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / f"student_r{ratio}.yaml", "scratch", None)
     # the scratch baseline trains as many epochs as EncRL + fine-tune together
     assert scratch["scratch.yaml"]["max_epoch"] == encrl["max_epoch"] + ft["max_epoch"]
+    # and so does the pruned baseline (no EncRL step: all its epochs are CTC), with the reference's schedule
+    pruned = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / f"student_r{ratio}.yaml", "pruned", None)
+    assert pruned["finetune.yaml"]["max_epoch"] == scratch["scratch.yaml"]["max_epoch"]
+    assert pruned["finetune.yaml"]["scheduler_conf"] == scratch["scratch.yaml"]["scheduler_conf"]
 
 
 def test_unknown_key_is_named(reference, tmp_path):
