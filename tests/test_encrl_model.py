@@ -367,3 +367,21 @@ def test_espnet_trainer_with_cached_targets(ref, tmp_path):
     load_pretrained_model(f"{exp / 'valid.loss.ave.pth'}:::alignment", ft, ignore_init_mismatch=False)
     assert torch.equal(ft.state_dict()["ctc.ctc_lo.weight"],
                        torch.load(exp / "valid.loss.ave.pth")["ctc.ctc_lo.weight"])
+
+
+def test_reference_targets_are_readable_from_another_directory(ref, tmp_path, monkeypatch):
+    """A cache dumped with relative paths (as lw.sh does) serves students run from elsewhere (--ref_exp)."""
+    import kaldiio
+
+    from espnet_lw.bin import dump_reference_targets as dump
+
+    cfg, pth = ref
+    _tiny_data_dir(tmp_path / "recipe" / "data")
+    monkeypatch.chdir(tmp_path / "recipe")
+    dump.main(["--reference_config", str(cfg), "--reference_model", str(pth), "--data_dir", "data",
+               "--output_dir", "exp/targets"])
+    for line in (tmp_path / "recipe" / "exp" / "targets" / "ref_enc.scp").read_text().splitlines():
+        assert Path(line.split(maxsplit=1)[1].rpartition(":")[0]).is_absolute()
+    monkeypatch.chdir(tmp_path)  # another recipe dir
+    enc = dict(kaldiio.load_scp(str(tmp_path / "recipe" / "exp" / "targets" / "ref_enc.scp")))
+    assert sorted(enc) == ["u0", "u1", "u2", "u3"] and all(v.ndim == 2 for v in enc.values())

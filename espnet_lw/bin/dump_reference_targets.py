@@ -79,6 +79,15 @@ def read_two_columns(path: Path) -> Dict[str, str]:
     return out
 
 
+def absolute_ark_path(value: str) -> str:
+    """``ark_path:offset`` with the path made absolute: the cache is read by students trained from
+    other directories (``--ref_exp`` from another recipe), and ESPnet opens scp paths from its cwd."""
+    path, sep, offset = value.rpartition(":")
+    if not sep or not offset.isdigit():
+        return value
+    return f"{Path(path).resolve()}:{offset}"
+
+
 def read_scp_keys(path: Path) -> Dict[str, str]:
     """Complete lines of an scp being appended to; a torn last line (crash) is cut off the file."""
     if not path.exists():
@@ -319,7 +328,7 @@ def main(argv=None) -> None:
                             "re-run the same command to resume")
         with (out / f"ref_{w}.scp").open("w", encoding="utf-8") as fh:
             for k in sorted(wav):
-                fh.write(f"{k} {merged[k]}\n")
+                fh.write(f"{k} {absolute_ark_path(merged[k])}\n")
 
     done_samples = sum(r["samples"] for r in results)
     compute = sum(r["seconds"] for r in results)
