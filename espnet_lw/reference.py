@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import inspect
 import logging
 import os
@@ -41,7 +40,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import yaml
 
+from espnet_lw.models.loading import load_reference, load_state, parameter_report
 from espnet_lw.utils.cli import UserError
+from espnet_lw.utils.io import load_yaml, sha256_of, write_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -59,14 +60,6 @@ PLAIN_MODELS = ("espnet", "lw_ctc")
 
 
 # ------------------------------------------------------------------------------ small helpers
-def sha256_of(path: PathLike) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def parse_fs(value) -> Optional[int]:
     """``16k`` / ``16000`` / ``16000.0`` -> 16000 (as ESPnet's frontend reads ``fs``)."""
     if value is None:
@@ -91,16 +84,6 @@ def read_token_list(path: PathLike) -> List[str]:
 def is_archive(path: Path) -> bool:
     # by name, as ESPnet's Archiver does (a torch .pth is a zip file too)
     return path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES)
-
-
-def _load_yaml(path: Path, what: str) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
-        raise UserError(f"cannot read the {what}: {e}", str(path)) from e
-    if not isinstance(data, dict):
-        raise UserError(f"the {what} is not a YAML mapping", str(path))
-    return data
 
 
 def _fmt(v) -> str:
@@ -215,7 +198,7 @@ def open_source(ref_model: PathLike, ref_model_file: Optional[PathLike], workdir
         except Exception as e:  # noqa: BLE001 - ESPnet raises RuntimeError / AssertionError / yaml errors
             raise UserError(f"cannot unpack ({e.__class__.__name__}: {e})", str(given)) from e
         meta_name = next(n for n in members if Path(n).name == "meta.yaml")
-        meta = _load_yaml(workdir / meta_name, "meta.yaml")
+        meta = load_yaml(workdir / meta_name, "meta.yaml")
         if "asr_train_config" not in files or "asr_model_file" not in files:
             raise UserError(
                 f"not a packed ASR model: meta.yaml names {sorted(files)}, not asr_train_config + asr_model_file",
@@ -402,7 +385,7 @@ def check_against_recipe(conf: dict, source: Source, recipe: Recipe, model_token
         if not recipe.asr_config.is_file():
             report.notes.append(f"{recipe.asr_config} not found: frontend settings not compared")
         else:
-            rconf = _load_yaml(recipe.asr_config, "recipe config")
+            rconf = load_yaml(recipe.asr_config, "recipe config")
             rname, rfront = effective_frontend(rconf)
             inherited = [f"{k}: {_fmt(conf.get(k))} (model) vs {_fmt(rconf.get(k))} (recipe)"
                          for k in STUDENT_TRAINING_KEYS if k in rconf and conf.get(k) != rconf.get(k)]
@@ -503,6 +486,25 @@ def _move_aside(path: Path) -> Path:
     return dst
 
 
+def _staging_dir(dest: Path) -> Path:
+    """An empty hidden sibling of ``dest`` to build it in (see :func:`_put_in_place`)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp.{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    return tmp
+
+
+def _put_in_place(tmp: Path, dest: Path) -> None:
+    """Rename the finished ``tmp`` to ``dest``; a non-empty ``dest`` is kept as ``dest.old.<time>``."""
+    if dest.is_dir() and not any(dest.iterdir()):
+        dest.rmdir()
+    elif dest.exists():
+        _move_aside(dest)
+    tmp.rename(dest)
+
+
 def _model_tokens(conf: dict, source: Source, report: Report) -> Optional[List[str]]:
     tl = conf.get("token_list")
     if isinstance(tl, (list, tuple)):
@@ -512,11 +514,6 @@ def _model_tokens(conf: dict, source: Source, report: Report) -> Optional[List[s
         report.problems.append(f"token list: the model's token_list {tl!r} was not found")
         return None
     return read_token_list(p)
-
-
-def _write_yaml(path: Path, data: dict) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        yaml.safe_dump(data, fh, indent=4, sort_keys=False, allow_unicode=True)
 
 
 def import_reference(
@@ -555,26 +552,18 @@ def import_reference(
         raise UserError("exists and is not a finished import (no .done.stage11 / source.txt)", str(out_dir),
                         "remove it, or pass --overwrite true (it is kept as *.old.<time>)")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp.{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = _staging_dir(out_dir)
     try:
         info = _check_and_stage(ref_model, ref_model_file, tmp, out_dir, recipe, model_name)
         info["recipe"] = recipe_fp
         if same_source:  # same model, recipe inputs changed: checked again, files unchanged
-            _write_yaml(tmp / "source.txt", {**previous, "recipe": recipe_fp, "checked": info["checked"],
+            write_yaml(tmp / "source.txt", {**previous, "recipe": recipe_fp, "checked": info["checked"],
                                              "notes": info["notes"]})
             os.replace(tmp / "source.txt", out_dir / "source.txt")
             return "rechecked", out_dir
-        _write_yaml(tmp / "source.txt", info)
+        write_yaml(tmp / "source.txt", info)
         (tmp / ".done.stage11").touch()
-        if out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        elif out_dir.exists():
-            _move_aside(out_dir)
-        tmp.rename(out_dir)
+        _put_in_place(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -583,12 +572,9 @@ def import_reference(
 
 def _check_and_stage(ref_model, ref_model_file, tmp: Path, out_dir: Path, recipe: Recipe, model_name: str) -> dict:
     """Unpack / find the model, check everything, write the import's files into ``tmp``."""
-    from espnet_lw.bin.model_info import count  # noqa: PLC0415
-    from espnet_lw.models.encrl import _load_state, load_reference  # noqa: PLC0415 - imports ESPnet
-
     report = Report()
     source = open_source(ref_model, ref_model_file, tmp / "_unpacked")
-    conf = _load_yaml(source.config, "model config")
+    conf = load_yaml(source.config, "model config")
     if "encoder" not in conf or "token_list" not in conf:
         raise UserError("not an ESPnet ASR training config (no encoder / token_list)", source.label)
     model_tokens = _model_tokens(conf, source, report)
@@ -596,7 +582,7 @@ def _check_and_stage(ref_model, ref_model_file, tmp: Path, out_dir: Path, recipe
 
     # the files the config names, located and staged under their final names
     final = dict(conf)
-    state = _load_state(source.model)
+    state = load_state(source.model)
     if conf.get("normalize") == "global_mvn":
         nconf = dict(conf.get("normalize_conf") or {})
         stats = locate(nconf.get("stats_file"), source)
@@ -646,7 +632,7 @@ def _check_and_stage(ref_model, ref_model_file, tmp: Path, out_dir: Path, recipe
     if conf.get("normalize") == "global_mvn":
         verify["normalize_conf"] = {**final["normalize_conf"], "stats_file": str(tmp / "feats_stats.npz")}
     verify_cfg = tmp / "_verify_config.yaml"
-    _write_yaml(verify_cfg, verify)
+    write_yaml(verify_cfg, verify)
     model = None
     try:
         model, _ = load_reference(verify_cfg, source.model)
@@ -666,19 +652,16 @@ def _check_and_stage(ref_model, ref_model_file, tmp: Path, out_dir: Path, recipe
     verify_cfg.unlink()
 
     # write: config, weights, params.txt
-    _write_yaml(tmp / "config.yaml", final)
+    write_yaml(tmp / "config.yaml", final)
     if source.kind == "archive":
         shutil.move(str(source.model), tmp / model_name)
     else:
         shutil.copyfile(source.model, tmp / model_name)
-    parts = count(model)
-    total = sum(parts.values())
-    lines = [str(total)] + [f"{k}: {v}" for k, v in sorted(parts.items())]
-    lines.append(f"encoder blocks: {len(model.encoder.encoders)}")
-    lines.append(f"float32 size: {total * 4 / 2**20:.1f} MiB")
+    lines = parameter_report(model)
+    total = int(lines[0])
     (tmp / "params.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     if source.meta:
-        _write_yaml(tmp / "meta.yaml", source.meta)
+        write_yaml(tmp / "meta.yaml", source.meta)
     if source.unpack_root is not None:
         shutil.rmtree(source.unpack_root)
     for note in report.notes:
@@ -710,14 +693,10 @@ def export_tokens(ref_model: PathLike, dest: PathLike, ref_model_file: Optional[
     bpe) and ``.done.stage5``; an existing ``dest`` is kept as ``dest.old.<time>``.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp.{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp = _staging_dir(dest)
     try:
         source = open_source(ref_model, ref_model_file, tmp / "_unpacked")
-        conf = _load_yaml(source.config, "model config")
+        conf = load_yaml(source.config, "model config")
         report = Report()
         tokens = _model_tokens(conf, source, report)
         if tokens is None:
@@ -731,12 +710,10 @@ def export_tokens(ref_model: PathLike, dest: PathLike, ref_model_file: Optional[
             shutil.copyfile(bpe, tmp / "bpe.model")
         if source.unpack_root is not None:
             shutil.rmtree(source.unpack_root)
-        _write_yaml(tmp / "source.txt", {"exported_from": source.fingerprint(), "token_type": conf.get("token_type"),
+        write_yaml(tmp / "source.txt", {"exported_from": source.fingerprint(), "token_type": conf.get("token_type"),
                                          "num_tokens": len(tokens)})
         (tmp / ".done.stage5").touch()
-        if dest.exists():
-            _move_aside(dest)
-        tmp.rename(dest)
+        _put_in_place(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -746,5 +723,4 @@ def export_tokens(ref_model: PathLike, dest: PathLike, ref_model_file: Optional[
 __all__ = [
     "Recipe", "Source", "Report", "import_reference", "export_tokens", "open_source", "locate",
     "check_against_recipe", "effective_frontend", "token_list_differences", "parse_fs", "read_token_list",
-    "sha256_of",
 ]

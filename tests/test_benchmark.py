@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_lw.bin import benchmark as bm
+from espnet_lw import benchmark as bm
+from espnet_lw.bin import benchmark as benchmark_cli
 from espnet_lw.utils.cli import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -357,7 +358,8 @@ def test_report_markdown_and_plot(fake_tree):
     assert "|system|kind|ratio|loss|params|epochs|train time|WER dev|WER test|rel. WER impr. vs scratch|" in text
     row = next(line for line in text.splitlines() if line.startswith("|student_r67_encrl|"))
     # (75 - 20) / 75 on test, (20 - 5) / 20 on dev
-    assert "|encrl|0.667|clip+mse|2.00 M|2 + 2|" in row  # EncRL + fine-tune epochs and "test +73.3%" in row and "dev +75.0%" in row
+    assert "|encrl|0.667|clip+mse|2.00 M|2 + 2|" in row  # EncRL + fine-tune epochs
+    assert "test +73.3%" in row and "dev +75.0%" in row
     assert "5m20s (ft 2m00s)" in row
     assert "fine-tune only 2.00x" in text and "whole student cost 0.75x" in text
     assert "```sh\nlocal/benchmark.sh\n```" in text
@@ -371,6 +373,19 @@ def test_report_markdown_and_plot(fake_tree):
     again = (fake_tree / "RESULTS.md").read_text()
     assert again.count(bm.BEGIN_MARK) == 1 and again.endswith("## later section\n")
     assert "```sh\nlocal/benchmark.sh\n```" in again
+
+
+def test_report_keeps_keys_other_tools_own(fake_tree):
+    """The device benchmark adds ``device`` to benchmark.json: regenerating the report keeps it."""
+    bm.write_report(fake_tree, fake_tree / "exp", ["test"], ["test"], "X", env={})
+    for path in (fake_tree / "benchmark.json", fake_tree / "exp" / "benchmark" / "benchmark.json"):
+        data = json.loads(path.read_text())
+        data["device"] = {"rows": [1]}
+        path.write_text(json.dumps(data))
+    bm.write_report(fake_tree, fake_tree / "exp", ["test"], ["test"], "X", env={})
+    for path in (fake_tree / "benchmark.json", fake_tree / "exp" / "benchmark" / "benchmark.json"):
+        data = json.loads(path.read_text())
+        assert data["device"] == {"rows": [1]} and data["command"] == "X" and data["systems"]
 
 
 def test_replace_section():
@@ -480,12 +495,13 @@ def test_decode_epochs_and_cache(tmp_path, monkeypatch):
     assert sorted(entries) == ["1", "2"]
     for e in ("1", "2"):
         assert 0.0 <= entries[e]["wer"] <= 1000.0
-        result = expdir / "benchmark" / "epochs" / "student_r50_scratch" / "test" / f"{e}epoch" / "score_wer" / "result.txt"
+        epoch_dir = expdir / "benchmark" / "epochs" / "student_r50_scratch" / "test" / f"{e}epoch"
+        result = epoch_dir / "score_wer" / "result.txt"
         assert "Sum/Avg" in result.read_text()
         hyp = (result.parent.parent / "text").read_text().splitlines()
         assert [h.split()[0] for h in hyp] == ["spk0-u0", "spk1-u1", "spk2-u2"]
     # re-running decodes nothing
-    import espnet_lw.bin.asr_inference as inf
+    import espnet_lw.inference as inf
 
     def boom(*a, **k):
         raise AssertionError("decoded again")
@@ -532,7 +548,8 @@ def test_run_dry_run_plans_every_system(tmp_path):
         capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     cmds = proc.stdout.splitlines()
-    assert cmds[0] == "./run.sh --stage 1 --stop_stage 13 --test_sets 'dev test field' --expdir exp --dumpdir dump --nbpe 48"
+    assert cmds[0] == ("./run.sh --stage 1 --stop_stage 13 --test_sets 'dev test field' --expdir exp --dumpdir dump "
+                       "--nbpe 48")
     tags = [c.split("--student_tag ")[1].split()[0] for c in cmds[1:]]
     assert tags == ["student_r50_scratch", "student_r50_pruned", "student_r50_encrl", "student_r83_scratch",
                     "student_r83_pruned", "student_r83_encrl", "student_r67_encrl_clip", "student_r67_encrl_mse"]
@@ -544,11 +561,11 @@ def test_run_dry_run_plans_every_system(tmp_path):
 def test_run_refuses_reserved_and_unknown_ratio(tmp_path):
     recipe = fake_recipe(tmp_path)
     with pytest.raises(UserError, match="--test_sets is set by the benchmark"):
-        bm.main(["run", "--recipe_dir", str(recipe), "--dry_run", "--", "--test_sets", "x"])
+        benchmark_cli.main(["run", "--recipe_dir", str(recipe), "--dry_run", "--", "--test_sets", "x"])
     with pytest.raises(UserError, match="no student config for ratio 99"):
-        bm.main(["run", "--recipe_dir", str(recipe), "--ratios", "99", "--dry_run"])
+        benchmark_cli.main(["run", "--recipe_dir", str(recipe), "--ratios", "99", "--dry_run"])
     with pytest.raises(UserError, match="only the 'run' subcommand"):
-        bm.main(["report", "--recipe_dir", str(recipe), "--", "--nbpe", "48"])
+        benchmark_cli.main(["report", "--recipe_dir", str(recipe), "--", "--nbpe", "48"])
 
 
 def test_wrapper_passes_options(tmp_path):

@@ -15,10 +15,10 @@ import pytest
 import soundfile
 import torch
 import yaml
+from tiny_models import asr_config, write_stats
 
 from espnet_lw.tasks.asr import LWASRTask
 from espnet_lw.utils.cli import UserError
-from tiny_models import asr_config, write_stats
 
 torch.set_num_threads(1)
 
@@ -236,7 +236,7 @@ def test_mismatched_reference_is_refused(ref, tmp_path):
 
 def test_relative_stats_file_is_not_needed(ref, tmp_path):
     """A reference config whose stats path does not resolve still loads (MVN comes from the .pth)."""
-    from espnet_lw.models.encrl import load_reference
+    from espnet_lw.models.loading import load_reference
 
     cfg, pth = ref
     conf = yaml.safe_load(cfg.read_text())
@@ -263,7 +263,8 @@ def test_dump_reference_targets(ref, tmp_path):
     import kaldiio
 
     from espnet_lw.bin import dump_reference_targets as dump
-    from espnet_lw.models.encrl import check_reference_cache, load_reference
+    from espnet_lw.models.loading import load_reference
+    from espnet_lw.models.targets import check_reference_cache
 
     cfg, pth = ref
     data = _tiny_data_dir(tmp_path / "data")
@@ -385,3 +386,45 @@ def test_reference_targets_are_readable_from_another_directory(ref, tmp_path, mo
     monkeypatch.chdir(tmp_path)  # another recipe dir
     enc = dict(kaldiio.load_scp(str(tmp_path / "recipe" / "exp" / "targets" / "ref_enc.scp")))
     assert sorted(enc) == ["u0", "u1", "u2", "u3"] and all(v.ndim == 2 for v in enc.values())
+
+
+def test_default_alignment_and_config_errors(ref):
+    """Without model_conf.alignment: CLIP + MSE on the encoder outputs (losses.config's one default);
+    a bad alignment or a CTC weight is a UserError naming the setting."""
+    from espnet_lw.losses.config import AlignmentConfig
+
+    cfg, pth = ref
+
+    def conf(**model_conf):
+        return argparse.Namespace(**_config(
+            model="lw_encrl", encoder_conf={**ENCODER, "num_blocks": 2},
+            normalize_conf={"stats_file": str(cfg.parent / "feats_stats.npz")},
+            model_conf={"reference_config": str(cfg), "reference_model": str(pth), **model_conf}))
+
+    model = LWASRTask.build_model(conf())
+    assert model.alignment.config == AlignmentConfig.default()
+    assert model.alignment.mse_conf.target == "encoder" and not model.alignment.needs_logp
+    with pytest.raises(UserError, match=r"model_conf.alignment.clip: unknown keys \['temprature'\]"):
+        LWASRTask.build_model(conf(alignment={"clip": {"temprature": 0.1}}))
+    with pytest.raises(UserError, match="ctc_weight_in_encrl, not ctc_weight"):
+        LWASRTask.build_model(conf(ctc_weight=0.3))
+    with pytest.raises(UserError, match="init_from_reference: blocks must be"):
+        LWASRTask.build_model(conf(init_from_reference="middle"))
+    ctc = _config(model="lw_ctc", normalize_conf={"stats_file": str(cfg.parent / "feats_stats.npz")},
+                  model_conf={"ctc_weight": 0.5})
+    with pytest.raises(UserError, match="model 'lw_ctc' is CTC-only"):
+        LWASRTask.build_model(argparse.Namespace(**ctc))
+
+
+def test_lw_ctc_reference_loads_with_espnets_own_task(tmp_path, monkeypatch):
+    """models.loading builds references with ESPnet's stock ASRTask and registers lw_ctc itself."""
+    from espnet2.tasks.asr import model_choices
+
+    from espnet_lw.models.linear_ctc import LinearCTCModel
+    from espnet_lw.models.loading import load_reference
+
+    cfg, pth = write_reference(tmp_path / "ctc", model="lw_ctc", model_conf={})
+    monkeypatch.delitem(model_choices.classes, "lw_ctc")
+    model, args = load_reference(cfg, pth)
+    assert isinstance(model, LinearCTCModel) and args.model == "lw_ctc"
+    assert model_choices.classes["lw_ctc"] is LinearCTCModel

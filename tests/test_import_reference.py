@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tiny_models import asr_config, write_stats
 
-from espnet_lw.reference import Recipe, import_reference, export_tokens, sha256_of
+from espnet_lw.reference import Recipe, export_tokens, import_reference
 from espnet_lw.tasks.asr import LWASRTask
 from espnet_lw.utils.cli import UserError
-from tiny_models import asr_config, write_stats
+from espnet_lw.utils.io import sha256_of
 
 torch.set_num_threads(1)
 
@@ -110,7 +111,7 @@ def no_leftovers(parent: Path) -> None:
 
 # ------------------------------------------------------------------------------ success
 def test_packed_model_imports_and_loads_strictly(packed, tmp_path):
-    from espnet_lw.models.encrl import load_reference
+    from espnet_lw.models.loading import load_reference
 
     recipe, zip_path, src = packed
     out = tmp_path / "exp" / "asr_ref_pretrained"

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import recipe_runs
+from recipe_runs import run
 
 from espnet_lw.bin import combine_data
 from espnet_lw.data.kaldi_dir import read_kv, validate_data_dir, write_kv
 from espnet_lw.utils.cli import UserError
-
-import recipe_runs
-from recipe_runs import run
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "librispeech" / "lw1"

@@ -137,3 +137,37 @@ def test_alignment_loss_config():
         AlignmentLoss({"mse": {"target": "ctc_logp"}}, 8, 8)(s, r, lens)
     learn = AlignmentLoss({"clip": {"learnable_temperature": True, "temperature": 0.1}}, 8, 8)
     assert [n for n, _ in learn.named_parameters()] == ["temperature.log_scale"]
+
+
+def test_alignment_config_defaults_and_checks():
+    from espnet_lw.losses.config import AlignmentConfig, ClipConfig, MseConfig
+
+    # one default for the MSE target: the encoder outputs (also in the EncRL model's default alignment)
+    assert AlignmentConfig.from_dict({"mse": {}}).mse.target == "encoder"
+    default = AlignmentConfig.default()
+    assert default.clip == ClipConfig() and default.mse == MseConfig(target="encoder")
+    assert AlignmentConfig.from_dict({"clip": {}, "mse": {}}) == default
+    # a typed config and its mapping build the same loss
+    typed = AlignmentLoss(AlignmentConfig(clip=ClipConfig(level="frame"), mse=MseConfig(target="both")), 8, 8)
+    assert typed.config == AlignmentLoss({"clip": {"level": "frame"}, "mse": {"target": "both"}}, 8, 8).config
+    assert typed.needs_logp and typed.needs_encoder
+    # unknown keys name the allowed ones
+    allowed = r"\(allowed: \['target', 'weight'\]\)"
+    with pytest.raises(ValueError, match=r"alignment.mse: unknown keys \['targt'\] " + allowed):
+        AlignmentConfig.from_dict({"mse": {"targt": "encoder"}})
+    with pytest.raises(ValueError, match=r"unknown keys \['kl'\] \(allowed: clip, mse\)"):
+        AlignmentConfig.from_dict({"kl": {}})
+    for bad, msg in [({"clip": {"level": "batch"}}, "level must be utterance or frame"),
+                     ({"clip": {"temperature": 0}}, "temperature must be > 0"),
+                     ({"clip": {"proj_dim": 0}}, "proj_dim must be a positive integer"),
+                     ({"clip": {"normalize": "yes"}}, "normalize must be true or false"),
+                     ({"mse": {"weight": -1}}, "weight must be >= 0"),
+                     ({"mse": {"target": "logits"}}, "target must be one of"),
+                     ({"clip": {"weight": 0}, "mse": {"weight": 0.0}}, "every term has weight 0"),
+                     ({}, "at least one"),
+                     ({"clip": [1]}, "alignment.clip must be a mapping")]:
+        with pytest.raises(ValueError, match=msg):
+            AlignmentConfig.from_dict(bad)
+    # a term with weight 0 is kept in the config but not in the loss
+    only_mse = AlignmentLoss({"clip": {"weight": 0.0}, "mse": {}}, 8, 8)
+    assert only_mse.clip_conf is None and only_mse.mse_conf == MseConfig() and not only_mse.needs_logp

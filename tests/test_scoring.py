@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from espnet_lw import scoring
+from espnet_lw import results, scoring
 from espnet_lw.bin import make_results, score_sclite
 from espnet_lw.scoring import (
     SPACE_SYMBOL,
@@ -21,6 +21,7 @@ from espnet_lw.scoring import (
     tokenize,
 )
 from espnet_lw.utils.cli import UserError
+from espnet_lw.utils.env import human_duration
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -211,11 +212,11 @@ def test_help_works():
 
 def test_read_stage_times(tmp_path):
     p = write(tmp_path / "t.tsv", "stage\tdescription\tseconds\tstatus\n1\tdata\t1.5\tok\n11\ttrain\t65\tok\n")
-    st = make_results.read_stage_times(p)
+    st = results.read_stage_times(p)
     assert [(s.stage, s.seconds) for s in st] == [("1", 1.5), ("11", 65.0)]
-    assert make_results.human_duration(65) == "1m05s"
+    assert human_duration(65) == "1m05s"
     with pytest.raises(UserError, match="not a number"):
-        make_results.read_stage_times(write(tmp_path / "bad.tsv", "1\tdata\tfast\tok\n"))
+        results.read_stage_times(write(tmp_path / "bad.tsv", "1\tdata\tfast\tok\n"))
 
 
 @needs_sclite
@@ -270,7 +271,7 @@ def test_sctk_wrapper_fallback(monkeypatch, tmp_path):
 
 
 def test_stage_times_keep_the_run_that_did_the_work(tmp_path):
-    from espnet_lw.bin.make_results import read_stage_times
+    from espnet_lw.results import read_stage_times
 
     tsv = tmp_path / "stage_times.tsv"
     tsv.write_text(
@@ -282,7 +283,7 @@ def test_stage_times_keep_the_run_that_did_the_work(tmp_path):
 
 
 def test_make_results_keeps_the_benchmark_section(tmp_path):
-    from espnet_lw.bin.make_results import keep_marked_sections
+    from espnet_lw.results import keep_marked_sections
 
     out = tmp_path / "RESULTS.md"
     out.write_text("# old\n\n<!-- benchmark:begin -->\n|system|WER|\n<!-- benchmark:end -->\n")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_lw.bin.make_student_configs import main, make_configs, student_blocks
+from espnet_lw.bin.make_student_configs import main
+from espnet_lw.models.student_config import make_configs, student_blocks
 from espnet_lw.utils.cli import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,3 +89,34 @@ def test_changed_config_of_a_trained_student_is_refused(reference, tmp_path):
         main(args)
     assert "--overwrite true" in str(e.value)
     assert (exp / "conf" / "finetune.yaml").read_text() == before  # the trained student's config is kept
+
+
+@pytest.mark.parametrize("text,match", [
+    ("reduction: 0.5\nencrl: {model_conf: {alignment: {mse: {targt: encoder}}}}\n", r"unknown keys \['targt'\]"),
+    ("reduction: 0.5\npruned: {blocks: some}\n", "blocks must be first, last, every_other"),
+    ("reduction: 0.5\nencrl: {model_conf: {init_from_reference: [a]}}\n", "init_from_reference"),
+    ("reduction: 0.5\nscratch: [1]\n", "section 'scratch' must be a mapping"),
+    ("reduction: 0.5\nnum_blocks: 2\n", "exactly one of num_blocks and reduction"),
+    ("num_blocks: 99\n", "between 1 and the reference's"),
+    ("reduction: 1.5\n", "fraction between 0 and 1"),
+])
+def test_bad_student_configs_are_refused_with_the_file(reference, tmp_path, text, match):
+    ref_path, _ = reference
+    bad = tmp_path / "student.yaml"
+    bad.write_text(text)
+    with pytest.raises(UserError, match=match) as e:
+        make_configs(ref_path, tmp_path / "ref.pth", bad, "encrl", None)
+    assert str(bad) in str(e.value)
+
+
+def test_student_config_schema(tmp_path):
+    from espnet_lw.models.student_config import SECTIONS, StudentConfig
+
+    conf = StudentConfig.load(REPO / "conf" / "student_r67.yaml")
+    assert conf.reduction == 0.667 and conf.num_blocks is None and conf.blocks_for(12) == 4
+    assert set(conf.sections) == set(SECTIONS)
+    assert conf.sections["pruned"].blocks == "first" and conf.sections["encrl"].overrides["max_epoch"] == 1
+    assert conf.sections["encrl"].model_conf["alignment"]["mse"] == {"weight": 1.0, "target": "encoder"}
+    explicit = StudentConfig.from_dict({"num_blocks": 3, "pruned": {"blocks": "0, 4,8"}}, tmp_path / "s.yaml")
+    assert explicit.blocks_for(12) == 3 and explicit.sections["pruned"].blocks == [0, 4, 8]
+    assert explicit.sections["encrl"].model_conf == {} and explicit.sections["scratch"].overrides == {}

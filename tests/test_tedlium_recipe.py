@@ -11,13 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import recipe_runs
+from recipe_runs import run
 
 from espnet_lw.data import tedlium
 from espnet_lw.data.kaldi_dir import read_kv, validate_data_dir
 from espnet_lw.utils.cli import UserError
-
-import recipe_runs
-from recipe_runs import run
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "tedlium2" / "lw1"

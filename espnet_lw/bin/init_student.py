@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-import yaml
-
-from espnet_lw.utils.cli import UserError, run_main, setup_logging, str2bool
+from espnet_lw.models.blocks import build_init
+from espnet_lw.utils.cli import run_main, setup_logging, str2bool
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -47,66 +45,14 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_init(reference_config, reference_model, student_config, blocks="first", include_normalize=True):
-    """Return ``(state_dict, block_indices)`` for a student described by ``student_config``."""
-    import torch  # noqa: PLC0415
-
-    from espnet_lw.models.encrl import (  # noqa: PLC0415
-        check_init_state,
-        load_reference,
-        reference_init_state,
-        select_blocks,
-    )
-    from espnet_lw.tasks.asr import _asr  # noqa: PLC0415
-
-    torch.set_num_threads(1)
-    student_config = Path(student_config)
-    if not student_config.is_file():
-        raise UserError("student config not found", str(student_config))
-    with student_config.open(encoding="utf-8") as fh:
-        sconf = yaml.safe_load(fh) or {}
-    ref, rargs = load_reference(reference_config, reference_model)
-    s_enc_name = sconf.get("encoder", rargs.encoder)
-    if s_enc_name != rargs.encoder:
-        raise UserError(f"the student's encoder is {s_enc_name!r}, the reference's {rargs.encoder!r}",
-                        str(student_config), "use the reference's encoder type with fewer num_blocks")
-    s_enc_conf = dict(sconf.get("encoder_conf") or {})
-    if "num_blocks" not in s_enc_conf:
-        raise UserError("encoder_conf.num_blocks is not set", str(student_config))
-    if "token_list" in sconf and isinstance(sconf["token_list"], list) and sconf["token_list"] != list(ref.token_list):
-        raise UserError("the student's token list differs from the reference's", str(student_config),
-                        "use the reference's token list (the CTC head is copied)")
-    # the feature dimension the reference encoder was built for (its frontend's output)
-    if ref.frontend is not None:
-        input_size = ref.frontend.output_size()
-    else:
-        input_size = int(getattr(rargs, "input_size", 0) or 0)
-    student_encoder = _asr.encoder_choices.get_class(s_enc_name)(input_size=input_size, **s_enc_conf)
-    n_ref = len(ref.encoder.encoders)
-    n_stu = len(student_encoder.encoders)
-    try:
-        idx = select_blocks(blocks, n_ref, n_stu)
-    except ValueError as e:
-        raise UserError(f"--blocks: {e}") from e
-    init = reference_init_state(ref.state_dict(), idx)
-    if not include_normalize:
-        init = {k: v for k, v in init.items() if not k.startswith("normalize.")}
-    student_shapes = {"encoder." + k: v for k, v in student_encoder.state_dict().items()}
-    student_shapes.update({k: v for k, v in init.items() if not k.startswith("encoder.")})
-    check_init_state(init, student_shapes, str(student_config))
-    return init, idx
-
-
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
     setup_logging(args.log_level)
-    import torch  # noqa: PLC0415
+    from espnet_lw.models.loading import save_state  # noqa: PLC0415 - imports torch, after the parsing
 
     init, idx = build_init(args.reference_config, args.reference_model, args.student_config,
                            args.blocks, args.include_normalize)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(init, out)
+    out = save_state(init, args.out)
     logging.info("wrote %s: reference blocks %s + embed, after_norm, ctc head%s (%d tensors)",
                  out, idx, ", normalize" if args.include_normalize else "", len(init))
 

@@ -38,7 +38,7 @@ def read_sentences(text: Path) -> list[str]:
     if not text.is_file() or text.stat().st_size == 0:
         raise UserError("missing or empty transcript file", str(text), "run stages 1-4 first")
     out = []
-    for n, line in enumerate(text.read_text(encoding="utf-8").splitlines(), 1):
+    for line in text.read_text(encoding="utf-8").splitlines():
         parts = line.split(maxsplit=1)
         if len(parts) == 2 and parts[1].strip():
             out.append(parts[1].strip())

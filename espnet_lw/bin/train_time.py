@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from espnet_lw.bin.benchmark import parse_epoch_times
+from espnet_lw.benchmark.timing import parse_epoch_times
 
 
 def main(argv=None) -> None:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Union
 
 from espnet_lw.utils.cli import UserError
+from espnet_lw.utils.io import atomic_write_text, current_umask  # noqa: F401 - atomic_write_text: re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -144,22 +145,6 @@ def _format_value(value) -> str:
     return str(value)
 
 
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file + ``os.replace``)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        # mkstemp creates 0600; give the file the usual permissions.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write_kv(path: PathLike, table: Mapping[str, object], sort: bool = True) -> None:
     """Write ``table`` as ``key value`` lines, sorted in C order, atomically.
 
@@ -179,11 +164,6 @@ def write_kv(path: PathLike, table: Mapping[str, object], sort: bool = True) -> 
         lines.append(f"{k} {v}\n" if v else f"{k}\n")
     atomic_write_text(path, "".join(lines))
 
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # --------------------------------------------------------------------------
@@ -360,7 +340,7 @@ def validate_data_dir(
 
     tables: Dict[str, Dict[str, str]] = {}
     kinds = list_tables(d)
-    for name, kind in kinds.items():
+    for name in kinds:
         path = d / name
         try:
             lines = read_kv_lines(path)
@@ -661,7 +641,7 @@ def atomic_output_dir(dst: PathLike, overwrite: bool = False, overwrite_flag: st
         )
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    os.chmod(tmp, 0o777 & ~current_umask())
     try:
         yield tmp
     except BaseException:

@@ -42,6 +42,7 @@ import numpy as np
 
 from espnet_lw.data.sentences import SentenceGenerator
 from espnet_lw.utils.cli import UserError
+from espnet_lw.utils.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -357,12 +358,6 @@ def _read_json(path: Path):
         return None
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def is_complete(out: str | os.PathLike, size: str | None = None, seed: int | None = None,
                 snr_db: float | None = None) -> bool:
     """True if ``out`` holds a finished corpus (matching the given parameters, if any)."""
@@ -395,7 +390,7 @@ def _prepare_dir(out: Path, params: dict, overwrite: bool) -> bool:
             logger.warning("removing the old corpus in %s (--overwrite)", out)
             shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / PARAMS_FILE, json.dumps(params, indent=1) + "\n")
+    atomic_write_text(out / PARAMS_FILE, json.dumps(params, indent=1) + "\n")
     for stale in out.rglob("*.tmp*"):  # leftovers of an interrupted run
         stale.unlink()
     return False
@@ -454,7 +449,7 @@ def build_corpus(out: str | os.PathLike, size: str = "default", seed: int = 0, n
     _write_speakers(out, plan, samples, params, version)
     _write_readme(out, plan, stats, params, version)
     marker = dict(params, stats=stats)
-    _write_atomic(out / MARKER, json.dumps(marker, indent=1) + "\n")
+    atomic_write_text(out / MARKER, json.dumps(marker, indent=1) + "\n")
     logger.info("synthesised %d utterances in %.1f s", len(todo), synth_s)
     for split in SPLITS:
         s = stats[split]
@@ -468,7 +463,7 @@ def _write_transcripts(out: Path, plan: Plan) -> None:
         trans = (out / j.path).parent / (j.uttid.rsplit("-", 1)[0] + ".trans.txt")
         by_chapter.setdefault(trans, []).append(f"{j.uttid} {plan.texts[j.uttid]}")
     for path, lines in by_chapter.items():
-        _write_atomic(path, "\n".join(sorted(lines)) + "\n")
+        atomic_write_text(path, "\n".join(sorted(lines)) + "\n")
 
 
 def _stats(plan: Plan, samples: dict) -> dict:
@@ -516,7 +511,7 @@ def _write_speakers(out: Path, plan: Plan, samples: dict, params: dict, version:
         lines.append(
             f"{s.id:<5}| {s.sex} | {s.split:<6} | {minutes.get(s.id, 0.0):7.2f} | {s.voice:<22} | "
             f"{ACCENT_NAMES.get(s.accent, s.accent):<22} | {s.rate:4d} | {s.pitch:5d} | {s.level_db:5.1f} | {snr}")
-    _write_atomic(out / "SPEAKERS.TXT", "\n".join(lines) + "\n")
+    atomic_write_text(out / "SPEAKERS.TXT", "\n".join(lines) + "\n")
 
 
 def _write_readme(out: Path, plan: Plan, stats: dict, params: dict, version: str) -> None:
@@ -526,10 +521,12 @@ def _write_readme(out: Path, plan: Plan, stats: dict, params: dict, version: str
                                      if "oov_rate_vs_train" in s else "")
         + f"  accents: {' '.join(s['accents'])}\n"
         for split, s in stats.items())
+    command = (f"python -m espnet_lw.bin.make_mini_synth --size {params['size']} --seed {params['seed']} "
+               f"--snr_db {params['snr_db']:g}")
     text = f"""mini_synth -- a synthetic English speech corpus in LibriSpeech layout
 =====================================================================
 
-Built by espnet-lw: python -m espnet_lw.bin.make_mini_synth --size {params['size']} --seed {params['seed']} --snr_db {params['snr_db']:g}
+Built by espnet-lw: {command}
 Synthesiser: {version.splitlines()[0] if version else 'espeak-ng'}; resampling/encoding: sox.
 
 Audio: 16 kHz, mono, 16-bit FLAC.  Text: randomly generated English sentences
@@ -546,4 +543,4 @@ noise floor at {CLEAN_FLOOR_SNR_DB:g} dB SNR instead of digital silence).
 Statistics:
 {rows}
 """
-    _write_atomic(out / "README.TXT", text)
+    atomic_write_text(out / "README.TXT", text)

@@ -339,7 +339,7 @@ def resolve_wav_cmd(how: str) -> str:
         return "path"
     if how in ("sph2pipe", "sox") and not shutil.which(how):
         raise UserError(f"--wav_cmd {how}: '{how}' is not on PATH", None,
-                        f"install it, or use --wav_cmd auto (soundfile reads uncompressed SPHERE directly)")
+                        "install it, or use --wav_cmd auto (soundfile reads uncompressed SPHERE directly)")
     return how
 
 

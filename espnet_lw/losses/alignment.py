@@ -9,15 +9,16 @@ Two families, both on padded ``(B, T, D)`` tensors with per-utterance lengths:
   frame of the batch against every other, ``N x N`` logits).
 * :func:`mse_loss` -- mean squared error over the valid frames (mean over frames and dims).
 
-:class:`AlignmentLoss` combines them from a YAML dict (the ``alignment`` key of an EncRL
-model's ``model_conf``)::
+:class:`AlignmentLoss` combines them as an :class:`~espnet_lw.losses.config.AlignmentConfig`
+(read from the ``alignment`` key of an EncRL model's ``model_conf``) says::
 
     alignment:
       clip: {weight: 1.0, level: utterance, temperature: 0.07, learnable_temperature: false,
              normalize: false, projection: false, proj_dim: null, max_frames: 4096}
-      mse:  {weight: 1.0, target: ctc_logp}     # encoder | ctc_logp | both
+      mse:  {weight: 1.0, target: encoder}     # encoder | ctc_logp | both
 
-A term is active when its key is present and its weight is > 0.
+A term is active when its key is present and its weight is > 0 (keys and defaults:
+:mod:`espnet_lw.losses.config`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+
+from espnet_lw.losses.config import AlignmentConfig, AlignmentLike, ClipConfig, MseConfig
 
 
 def length_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -161,26 +164,14 @@ def mse_loss(student: torch.Tensor, reference: torch.Tensor, lens: torch.Tensor)
     return sq.sum() / denom.clamp(min=1)
 
 
-_CLIP_KEYS = {
-    "weight", "level", "temperature", "learnable_temperature", "normalize", "projection",
-    "proj_dim", "max_frames", "max_scale",
-}
-_MSE_KEYS = {"weight", "target"}
-MSE_TARGETS = ("encoder", "ctc_logp", "both")
-
-
 class AlignmentLoss(torch.nn.Module):
-    """Weighted sum of a CLIP term and an MSE term, configured from a dict (see module doc).
+    """Weighted sum of a CLIP term and an MSE term, configured by an :class:`AlignmentConfig`.
 
-    ``clip`` keys: ``weight`` (1.0), ``level`` (utterance | frame), ``temperature`` (0.07),
-    ``learnable_temperature`` (false), ``max_scale`` (100, clamp of ``1/T``), ``normalize``
-    (false), ``projection`` (false: add Linear heads student->``proj_dim`` and
-    reference->``proj_dim``; forced on when the two widths differ), ``proj_dim`` (default: the
-    reference width), ``max_frames`` (frame level: 4096).
-
-    ``mse`` keys: ``weight`` (1.0), ``target``: ``encoder`` (student encoder output vs.
-    reference encoder output, through a student->reference Linear when widths differ),
-    ``ctc_logp`` (log-softmax of the student's CTC head vs. the reference's), or ``both``.
+    The configuration (or the YAML mapping it is read from: see :mod:`espnet_lw.losses.config` for
+    the keys and their defaults) says which terms are active. CLIP gets Linear heads
+    student->``proj_dim`` and reference->``proj_dim`` with ``projection: true`` or when the two
+    widths differ; the ``encoder`` MSE target compares the student encoder output with the
+    reference's through a student->reference Linear when the widths differ.
 
     Call it with the encoder outputs (and, for the ``ctc_logp`` target, the two heads'
     log-posteriors); it returns ``(total, stats)`` with ``loss_clip``, ``temperature``,
@@ -188,85 +179,47 @@ class AlignmentLoss(torch.nn.Module):
     trainer reports its gradient-clipping threshold under that name.)
     """
 
-    def __init__(self, conf: Optional[dict], student_dim: int, reference_dim: int):
+    def __init__(self, conf: AlignmentLike, student_dim: int, reference_dim: int):
         super().__init__()
-        conf = dict(conf or {})
-        unknown = set(conf) - {"clip", "mse"}
-        if unknown:
-            raise ValueError(f"alignment: unknown keys {sorted(unknown)} (allowed: clip, mse)")
-        if not conf:
-            raise ValueError("alignment: give at least one of 'clip' and 'mse'")
-        clip = conf.get("clip")
-        mse = conf.get("mse")
-        self.clip_conf = None
-        self.mse_conf = None
+        self.config = AlignmentConfig.coerce(conf)
+        #: the active terms (None: not configured or weight 0)
+        self.clip_conf: Optional[ClipConfig] = self.config.active_clip
+        self.mse_conf: Optional[MseConfig] = self.config.active_mse
         self.temperature: Optional[LearnableTemperature] = None
         self.proj_student: Optional[torch.nn.Module] = None
         self.proj_reference: Optional[torch.nn.Module] = None
         self.mse_proj: Optional[torch.nn.Module] = None
         self._generator: Optional[torch.Generator] = None
 
+        clip = self.clip_conf
         if clip is not None:
-            clip = dict(clip)
-            bad = set(clip) - _CLIP_KEYS
-            if bad:
-                raise ValueError(f"alignment.clip: unknown keys {sorted(bad)} (allowed: {sorted(_CLIP_KEYS)})")
-            clip.setdefault("weight", 1.0)
-            clip.setdefault("level", "utterance")
-            clip.setdefault("temperature", 0.07)
-            clip.setdefault("learnable_temperature", False)
-            clip.setdefault("normalize", False)
-            clip.setdefault("projection", False)
-            clip.setdefault("max_frames", 4096)
-            if clip["level"] not in ("utterance", "frame"):
-                raise ValueError(f"alignment.clip.level must be utterance or frame, got {clip['level']!r}")
-            if float(clip["temperature"]) <= 0:
-                raise ValueError(f"alignment.clip.temperature must be > 0, got {clip['temperature']}")
-            if float(clip["weight"]) > 0:
-                self.clip_conf = clip
-                if clip["learnable_temperature"]:
-                    self.temperature = LearnableTemperature(
-                        float(clip["temperature"]), float(clip.get("max_scale", 100.0))
-                    )
-                if clip["projection"] or student_dim != reference_dim:
-                    dim = int(clip.get("proj_dim") or reference_dim)
-                    self.proj_student = torch.nn.Linear(student_dim, dim)
-                    self.proj_reference = torch.nn.Linear(reference_dim, dim)
-        if mse is not None:
-            mse = dict(mse)
-            bad = set(mse) - _MSE_KEYS
-            if bad:
-                raise ValueError(f"alignment.mse: unknown keys {sorted(bad)} (allowed: {sorted(_MSE_KEYS)})")
-            mse.setdefault("weight", 1.0)
-            mse.setdefault("target", "encoder")
-            if mse["target"] not in MSE_TARGETS:
-                raise ValueError(f"alignment.mse.target must be one of {MSE_TARGETS}, got {mse['target']!r}")
-            if float(mse["weight"]) > 0:
-                self.mse_conf = mse
-                if mse["target"] in ("encoder", "both") and student_dim != reference_dim:
-                    self.mse_proj = torch.nn.Linear(student_dim, reference_dim)
-        if self.clip_conf is None and self.mse_conf is None:
-            raise ValueError("alignment: every term has weight 0")
+            if clip.learnable_temperature:
+                self.temperature = LearnableTemperature(float(clip.temperature), float(clip.max_scale))
+            if clip.projection or student_dim != reference_dim:
+                dim = int(clip.proj_dim or reference_dim)
+                self.proj_student = torch.nn.Linear(student_dim, dim)
+                self.proj_reference = torch.nn.Linear(reference_dim, dim)
+        mse = self.mse_conf
+        if mse is not None and mse.uses_encoder and student_dim != reference_dim:
+            self.mse_proj = torch.nn.Linear(student_dim, reference_dim)
 
     # -- what the caller must provide ---------------------------------------------------------
     @property
     def needs_logp(self) -> bool:
         """True when the MSE term compares CTC log-posteriors."""
-        return self.mse_conf is not None and self.mse_conf["target"] in ("ctc_logp", "both")
+        return self.mse_conf is not None and self.mse_conf.uses_logp
 
     @property
     def needs_encoder(self) -> bool:
         """True when a term compares encoder outputs."""
-        return self.clip_conf is not None or (
-            self.mse_conf is not None and self.mse_conf["target"] in ("encoder", "both")
-        )
+        return self.clip_conf is not None or (self.mse_conf is not None and self.mse_conf.uses_encoder)
 
     def current_temperature(self) -> Optional[float]:
         if self.clip_conf is None:
             return None
         if self.temperature is not None:
             return float(self.temperature().detach())
-        return float(self.clip_conf["temperature"])
+        return float(self.clip_conf.temperature)
 
     def set_generator(self, generator: Optional[torch.Generator]) -> None:
         """Generator for the frame subsampling of ``level: frame`` (default: torch's global RNG)."""
@@ -286,32 +239,31 @@ class AlignmentLoss(torch.nn.Module):
             a, b = student, reference
             if self.proj_student is not None:
                 a, b = self.proj_student(a), self.proj_reference(b)
-            temp = self.temperature if self.temperature is not None else float(self.clip_conf["temperature"])
+            temp = self.temperature if self.temperature is not None else float(self.clip_conf.temperature)
             c = clip_loss(
                 a, b, lens, lens,
-                level=self.clip_conf["level"],
+                level=self.clip_conf.level,
                 temperature=temp,
-                normalize=bool(self.clip_conf["normalize"]),
-                max_frames=self.clip_conf["max_frames"],
+                normalize=self.clip_conf.normalize,
+                max_frames=self.clip_conf.max_frames,
                 generator=self._generator,
             )
-            total = total + float(self.clip_conf["weight"]) * c
+            total = total + float(self.clip_conf.weight) * c
             stats["loss_clip"] = c.detach()
             stats["temperature"] = torch.tensor(self.current_temperature())
         if self.mse_conf is not None:
-            target = self.mse_conf["target"]
             m = student.new_zeros(())
-            if target in ("encoder", "both"):
+            if self.mse_conf.uses_encoder:
                 a = self.mse_proj(student) if self.mse_proj is not None else student
                 m_enc = mse_loss(a, reference, lens)
                 stats["loss_mse_enc"] = m_enc.detach()
                 m = m + m_enc
-            if target in ("ctc_logp", "both"):
+            if self.mse_conf.uses_logp:
                 if student_logp is None or reference_logp is None:
                     raise ValueError("alignment.mse.target uses ctc_logp but no log-posteriors were given")
                 m_logp = mse_loss(student_logp, reference_logp, lens)
                 stats["loss_mse_logp"] = m_logp.detach()
                 m = m + m_logp
-            total = total + float(self.mse_conf["weight"]) * m
+            total = total + float(self.mse_conf.weight) * m
             stats["loss_mse"] = m.detach()
         return total, stats

@@ -26,6 +26,11 @@ class UserError(RuntimeError):
         return msg
 
 
+class ConfigError(UserError, ValueError):
+    """A bad value or key in a config the user wrote (YAML): a ``UserError`` that is also a ``ValueError``,
+    so code that validates plain values (``float(x)``, ``dict`` checks) and callers that catch either agree."""
+
+
 def str2bool(value: str) -> bool:
     """argparse ``type`` for ESPnet-style ``true``/``false`` options (also 1/0, yes/no)."""
     v = value.strip().lower()

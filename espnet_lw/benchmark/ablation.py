@@ -1,0 +1,66 @@
+"""Alignment terms of an EncRL student: the loss name of a mix and the one-term ablation configs.
+
+At ``--ablation_ratio`` the benchmark trains EncRL students with one alignment term only
+(``student_rNN_encrl_mse``, ``student_rNN_encrl_clip``), from configs derived from the shipped
+``conf/student_rNN.yaml`` and written to ``<expdir>/benchmark/conf/``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Dict, Optional
+
+import yaml
+
+from espnet_lw.utils.cli import UserError
+from espnet_lw.utils.io import atomic_write_text, load_yaml
+
+#: alignment terms in the order used in loss names ("clip+mse")
+TERM_ORDER = ("clip", "mse")
+
+
+def ordered_terms(terms) -> list:
+    """The known terms in :data:`TERM_ORDER`, then the others sorted."""
+    terms = list(terms)
+    return [t for t in TERM_ORDER if t in terms] + sorted(t for t in terms if t not in TERM_ORDER)
+
+
+def loss_name(alignment: Optional[dict]) -> str:
+    """``{"clip": {...}, "mse": {...}}`` -> ``"clip+mse"`` (terms with weight > 0; known terms first)."""
+    alignment = alignment if alignment is not None else {"clip": {}, "mse": {}}  # the model's default
+    active = [k for k, v in alignment.items() if float((v or {}).get("weight", 1.0)) > 0]
+    return "+".join(ordered_terms(active))
+
+
+def derive_ablation(student: dict, keep: str) -> dict:
+    """A copy of a student config whose EncRL alignment keeps only the term ``keep``, at weight 1.
+
+    (Alone, a term's weight would only scale the loss; 1 keeps the ablation's logs readable.)
+    """
+    conf = copy.deepcopy(student)
+    align = (((conf.get("encrl") or {}).get("model_conf") or {}).get("alignment"))
+    if not isinstance(align, dict) or keep not in align:
+        have = sorted(align) if isinstance(align, dict) else []
+        raise UserError(f"the student config's encrl.model_conf.alignment has no '{keep}' term (it has {have})")
+    conf["encrl"]["model_conf"]["alignment"] = {keep: {**copy.deepcopy(align[keep] or {}), "weight": 1.0}}
+    return conf
+
+
+def write_ablation_configs(student_config: Path, out_dir: Path, stem: str) -> Dict[str, Path]:
+    """Write ``<out_dir>/<stem>_encrl_<term>.yaml`` for each alignment term; ``{term: path}``."""
+    if not student_config.is_file():
+        raise UserError("no such student config", str(student_config), "see conf/student_r*.yaml")
+    student = load_yaml(student_config, "student config", allow_empty=True)
+    align = ((student.get("encrl") or {}).get("model_conf") or {}).get("alignment") or {}
+    if len(align) < 2:
+        raise UserError(f"an ablation needs at least two alignment terms, found {sorted(align)}", str(student_config))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for term in ordered_terms(align):
+        path = out_dir / f"{stem}_encrl_{term}.yaml"
+        header = (f"# written by espnet_lw.bin.benchmark: {student_config} with only the '{term}' "
+                  "alignment term (loss ablation)\n")
+        atomic_write_text(path, header + yaml.safe_dump(derive_ablation(student, term), sort_keys=False))
+        paths[term] = path
+    return paths

@@ -1,0 +1,207 @@
+"""The systems of a benchmark: what the exp tree holds, and what benchmark.json says of each.
+
+* :class:`SystemDir` - a trained model dir of the exp tree and what it is (found by
+  :func:`discover_systems`: the reference(s) and the scratch / pruned / EncRL students);
+* :class:`System` - one entry of benchmark.json's ``systems`` list (its cost and its WERs),
+  converted with :meth:`System.to_dict` / :meth:`System.from_dict`;
+* what is read from a model dir: parameter count, final WERs, the reference-target cache time.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from espnet_lw.benchmark.ablation import loss_name
+from espnet_lw.scoring import parse_result
+from espnet_lw.utils.cli import UserError
+from espnet_lw.utils.io import load_yaml
+
+KINDS = ("reference", "scratch", "pruned", "encrl")
+#: the decode dir whose sclite results are the "final" WER (stage 12's default tag)
+DEFAULT_DECODE = "decode_ctc_greedy_asr_model_valid.loss.ave"
+
+
+@dataclass
+class System:
+    """One system of benchmark.json: a reference or a student, its training cost and its WERs.
+
+    The fields are benchmark.json's keys, in its order.
+    """
+
+    name: str
+    kind: str  #: one of :data:`KINDS`
+    ratio: Optional[float] = None  #: fraction of the reference's encoder blocks removed; None: unknown
+    loss: Optional[str] = None  #: EncRL students: the alignment terms, e.g. "clip+mse"
+    params: Optional[int] = None
+    epochs: int = 0  #: CTC epochs (fine-tune epochs of an EncRL student)
+    train_seconds: float = 0.0  #: see benchmark.json's ``definitions``
+    wer: Dict[str, Optional[float]] = field(default_factory=dict)  #: final WER (%) per test set
+    wer_per_epoch: Dict[str, List[Optional[float]]] = field(default_factory=dict)  #: None: epoch not decoded
+    seconds_per_epoch: List[float] = field(default_factory=list)
+    encrl_seconds: Optional[float] = None  #: EncRL students: summed EncRL epoch times
+    encrl_epochs: Optional[int] = None
+
+    def wer_curve(self, dset: Optional[str]) -> List[Optional[float]]:
+        """WER per epoch on ``dset`` (``[]`` when not decoded)."""
+        return (self.wer_per_epoch or {}).get(dset) or []
+
+    def to_dict(self) -> dict:
+        """The system as benchmark.json holds it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "System":
+        """A system of benchmark.json (keys left out take their defaults; unknown keys are refused)."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = set(data) - set(known)
+        if unknown:
+            raise ValueError(f"unknown system keys {sorted(unknown)}; known: {known}")
+        return cls(**copy.deepcopy(dict(data)))
+
+
+@dataclass
+class SystemDir:
+    """A trained model dir of the exp tree and what it is."""
+
+    name: str
+    kind: str
+    exp: Path
+    conf: dict
+    loss: Optional[str] = None
+    ratio: Optional[float] = None  # None: no reference to compare with
+    extra: dict = field(default_factory=dict)
+
+
+def system_kind(exp: Path, conf: dict) -> Optional[str]:
+    """reference | scratch | pruned | encrl, from the model name and the student's conf/ dir."""
+    model = conf.get("model")
+    if model == "lw_encrl":
+        return None  # an EncRL stage, not a CTC model
+    if model != "lw_ctc":
+        return "reference"
+    if (exp / "encrl" / "config.yaml").is_file() or (exp / "conf" / "encrl.yaml").is_file():
+        return "encrl"
+    if (exp / "conf" / "blocks.txt").is_file():
+        return "pruned"
+    if (exp / "conf" / "scratch.yaml").is_file():
+        return "scratch"
+    return None
+
+
+def _num_blocks(conf: dict) -> Optional[int]:
+    nb = (conf.get("encoder_conf") or {}).get("num_blocks")
+    return int(nb) if nb is not None else None
+
+
+def discover_systems(expdir: Path, ref_exp: Optional[Path] = None) -> List[SystemDir]:
+    """Every trained CTC model of ``expdir/asr_*`` (dirs moved aside as ``*.old.*`` skipped)."""
+    systems: List[SystemDir] = []
+    for exp in sorted(expdir.glob("asr_*")):
+        if not exp.is_dir() or ".old." in exp.name or exp.name.startswith("asr_stats"):
+            continue
+        cfg = exp / "config.yaml"
+        if not cfg.is_file():
+            continue
+        conf = load_yaml(cfg, "training config", allow_empty=True)
+        kind = system_kind(exp, conf)
+        if kind is None:
+            logging.warning("%s: not a reference or a student exp dir: left out", exp)
+            continue
+        name = exp.name[len("asr_"):]
+        s = SystemDir(name=name, kind=kind, exp=exp, conf=conf)
+        if kind == "encrl":
+            enc_cfg = exp / "encrl" / "config.yaml"
+            enc_conf = load_yaml(enc_cfg if enc_cfg.is_file() else exp / "conf" / "encrl.yaml", "EncRL config",
+                                 allow_empty=True)
+            s.loss = loss_name((enc_conf.get("model_conf") or {}).get("alignment"))
+            s.extra["reference_config"] = (enc_conf.get("model_conf") or {}).get("reference_config")
+        systems.append(s)
+    primary = primary_reference(systems, ref_exp)
+    ref_blocks = _num_blocks(primary.conf) if primary else None
+    for s in systems:
+        nb = _num_blocks(s.conf)
+        if s.kind == "reference":
+            s.ratio = 0.0
+        elif ref_blocks and nb:
+            s.ratio = round(1.0 - nb / ref_blocks, 3)
+    order = {k: i for i, k in enumerate(KINDS)}
+    systems.sort(key=lambda s: (-1 if s.ratio is None else s.ratio, order[s.kind], s.loss != "clip+mse",
+                                s.loss or "", s.name))
+    return systems
+
+
+def select_systems(systems: List[SystemDir], names: Sequence[str]) -> List[SystemDir]:
+    """The systems named in ``names`` (all when empty); an unknown name is a ``UserError``."""
+    if not names:
+        return systems
+    wanted = set(names)
+    unknown = wanted - {s.name for s in systems}
+    if unknown:
+        raise UserError(f"unknown systems {sorted(unknown)}; known: {[s.name for s in systems]}")
+    return [s for s in systems if s.name in wanted]
+
+
+def primary_reference(systems: Sequence[SystemDir], ref_exp: Optional[Path] = None) -> Optional[SystemDir]:
+    """The reference the students were made from: ``ref_exp`` if given, else the one the EncRL
+    students' configs name, else the first reference."""
+    refs = [s for s in systems if s.kind == "reference"]
+    if ref_exp is not None:
+        found = next((s for s in refs if s.exp.resolve() == ref_exp.resolve()), None)
+        if found is None:
+            raise UserError("not a reference exp dir under the expdir", str(ref_exp))
+        return found
+    pointed = {Path(s.extra["reference_config"]).parent.name for s in systems if s.extra.get("reference_config")}
+    return next((s for s in refs if s.exp.name in pointed), refs[0] if refs else None)
+
+
+def read_params(exp: Path) -> Optional[int]:
+    """The parameter count of ``exp/params.txt`` (its first word), ``None`` when missing."""
+    path = exp / "params.txt"
+    if not path.is_file():
+        return None
+    first = (path.read_text(encoding="utf-8").split() or [""])[0]
+    return int(first) if first.isdigit() else None
+
+
+def final_wers(exp: Path, test_sets: Sequence[str], decode: Optional[str]) -> Dict[str, Optional[float]]:
+    """sclite WER (%) of ``exp/<decode dir>/<set>/score_wer/result.txt`` per test set."""
+    if decode:
+        ddir = exp / decode
+    else:
+        dirs = sorted(p for p in exp.glob("decode_*") if p.is_dir())
+        ddir = exp / DEFAULT_DECODE if (exp / DEFAULT_DECODE).is_dir() else (dirs[0] if dirs else None)
+    out: Dict[str, Optional[float]] = {}
+    for dset in test_sets:
+        result = ddir / dset / "score_wer" / "result.txt" if ddir is not None else None
+        out[dset] = parse_result(result).err if result is not None and result.is_file() else None
+    return out
+
+
+def reference_cache_seconds(expdir: Path, ref: Optional[SystemDir]) -> float:
+    """Wall time of the reference-target dump: the last 'done' line of stage_times.tsv for it,
+    else ``this_run.wall_seconds`` of the cache's info.yaml, else 0."""
+    st = expdir / "stage_times.tsv"
+    if st.is_file() and ref is not None:
+        best = None
+        for line in st.read_text(encoding="utf-8").splitlines():
+            cells = line.split("\t")
+            if len(cells) >= 4 and cells[1].startswith("reference targets ") and cells[3].strip() == "done" \
+                    and f"{ref.exp.name}/targets/" in cells[1]:
+                try:
+                    best = float(cells[2])
+                except ValueError:
+                    pass
+        if best is not None:
+            return best
+    if ref is not None:
+        for info in sorted(ref.exp.glob("targets/*/info.yaml")):
+            secs = ((load_yaml(info, "reference-target cache info", allow_empty=True).get("this_run") or {})
+                    .get("wall_seconds"))
+            if secs:
+                return float(secs)
+    return 0.0

@@ -1,0 +1,208 @@
+"""The ``alignment`` configuration of an EncRL model, typed and checked once.
+
+``model_conf.alignment`` of an ``lw_encrl`` config (and the ``encrl.model_conf.alignment`` of a
+student config) is read into an :class:`AlignmentConfig`::
+
+    alignment:
+      clip: {weight: 1.0, level: utterance, temperature: 0.07, learnable_temperature: false,
+             max_scale: 100, normalize: false, projection: false, proj_dim: null, max_frames: 4096}
+      mse:  {weight: 1.0, target: encoder}     # encoder | ctc_logp | both
+
+Every key of a term is optional; the defaults are the dataclass fields below (this is their only
+home). A term is active when its key is present (not null) and its weight is > 0; at least one term
+must be active. A key that is not known is refused with the list of the allowed ones, so that a typo
+(``temprature``) is not silently ignored.
+
+Errors are :class:`~espnet_lw.utils.cli.ConfigError` (a ``UserError`` that is also a ``ValueError``);
+the callers, :class:`~espnet_lw.models.encrl.EncRLModel` and the student-config reader, say where
+the config came from.
+This module imports neither torch nor ESPnet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping, Optional, Tuple, Union
+
+from espnet_lw.utils.cli import ConfigError
+
+#: what the MSE term compares
+MSE_TARGETS = ("encoder", "ctc_logp", "both")
+#: rows of the CLIP similarity matrix: time-averaged utterances or single frames
+CLIP_LEVELS = ("utterance", "frame")
+
+
+def _allowed(cls) -> Tuple[str, ...]:
+    return tuple(sorted(f.name for f in fields(cls)))
+
+
+def _check_keys(conf: Mapping, cls, where: str, allowed_text: Optional[str] = None) -> None:
+    bad = set(conf) - set(_allowed(cls))
+    if bad:
+        raise ConfigError(f"{where}: unknown keys {sorted(bad)} (allowed: {allowed_text or list(_allowed(cls))})")
+
+
+def _number(value: Any, where: str, *, positive: bool = False) -> float:
+    """A float from an int / float (not a bool); ``positive``: > 0, else >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if positive and not value > 0:
+        raise ConfigError(f"{where} must be > 0, got {value}")
+    if not positive and not value >= 0:
+        raise ConfigError(f"{where} must be >= 0, got {value}")
+    return float(value)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    return value
+
+
+def _count(value: Any, where: str) -> Optional[int]:
+    """A positive int, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{where} must be a positive integer or null, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """The CLIP (contrastive) term; see :func:`espnet_lw.losses.alignment.clip_loss`.
+
+    ``projection``: add Linear heads student->``proj_dim`` and reference->``proj_dim`` (forced on
+    when the two widths differ); ``proj_dim`` defaults to the reference width. ``max_scale`` clamps
+    a learnable temperature's ``1/T``; ``max_frames`` bounds the frames of ``level: frame``.
+    """
+
+    weight: float = 1.0
+    level: str = "utterance"
+    temperature: float = 0.07
+    learnable_temperature: bool = False
+    max_scale: float = 100.0
+    normalize: bool = False
+    projection: bool = False
+    proj_dim: Optional[int] = None
+    max_frames: Optional[int] = 4096
+
+    @classmethod
+    def from_dict(cls, conf: Optional[Mapping]) -> "ClipConfig":
+        conf = dict(conf or {})
+        _check_keys(conf, cls, "alignment.clip")
+        out = cls(**conf)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        _number(self.weight, "alignment.clip.weight")
+        if self.level not in CLIP_LEVELS:
+            raise ConfigError(f"alignment.clip.level must be utterance or frame, got {self.level!r}")
+        _number(self.temperature, "alignment.clip.temperature", positive=True)
+        _flag(self.learnable_temperature, "alignment.clip.learnable_temperature")
+        _number(self.max_scale, "alignment.clip.max_scale", positive=True)
+        _flag(self.normalize, "alignment.clip.normalize")
+        _flag(self.projection, "alignment.clip.projection")
+        _count(self.proj_dim, "alignment.clip.proj_dim")
+        _count(self.max_frames, "alignment.clip.max_frames")
+
+    @property
+    def active(self) -> bool:
+        return float(self.weight) > 0
+
+
+@dataclass(frozen=True)
+class MseConfig:
+    """The MSE term: ``target`` ``encoder`` (encoder outputs, through a student->reference Linear
+    when the widths differ), ``ctc_logp`` (the two CTC heads' log-posteriors) or ``both``."""
+
+    weight: float = 1.0
+    target: str = "encoder"
+
+    @classmethod
+    def from_dict(cls, conf: Optional[Mapping]) -> "MseConfig":
+        conf = dict(conf or {})
+        _check_keys(conf, cls, "alignment.mse")
+        out = cls(**conf)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        _number(self.weight, "alignment.mse.weight")
+        if self.target not in MSE_TARGETS:
+            raise ConfigError(f"alignment.mse.target must be one of {MSE_TARGETS}, got {self.target!r}")
+
+    @property
+    def active(self) -> bool:
+        return float(self.weight) > 0
+
+    @property
+    def uses_encoder(self) -> bool:
+        return self.target in ("encoder", "both")
+
+    @property
+    def uses_logp(self) -> bool:
+        return self.target in ("ctc_logp", "both")
+
+
+AlignmentLike = Union["AlignmentConfig", Mapping, None]
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """The two terms of the alignment loss (``None``: the term is not configured)."""
+
+    clip: Optional[ClipConfig] = None
+    mse: Optional[MseConfig] = None
+
+    @classmethod
+    def default(cls) -> "AlignmentConfig":
+        """What an ``lw_encrl`` model without ``model_conf.alignment`` uses: both terms, their defaults."""
+        return cls(clip=ClipConfig(), mse=MseConfig())
+
+    @classmethod
+    def from_dict(cls, conf: Optional[Mapping]) -> "AlignmentConfig":
+        """Read and check a YAML mapping (``ValueError`` on an unknown key or a bad value)."""
+        if conf is not None and not isinstance(conf, Mapping):
+            raise ConfigError(f"alignment must be a mapping with the keys clip and/or mse, got {conf!r}")
+        conf = dict(conf or {})
+        _check_keys(conf, cls, "alignment", "clip, mse")
+        if not conf:
+            raise ConfigError("alignment: give at least one of 'clip' and 'mse'")
+        for name in ("clip", "mse"):
+            if conf.get(name) is not None and not isinstance(conf[name], Mapping):
+                raise ConfigError(f"alignment.{name} must be a mapping, got {conf[name]!r}")
+        out = cls(
+            clip=ClipConfig.from_dict(conf["clip"]) if conf.get("clip") is not None else None,
+            mse=MseConfig.from_dict(conf["mse"]) if conf.get("mse") is not None else None,
+        )
+        if out.active_clip is None and out.active_mse is None:
+            raise ConfigError("alignment: every term has weight 0")
+        return out
+
+    @classmethod
+    def coerce(cls, conf: AlignmentLike) -> "AlignmentConfig":
+        """An :class:`AlignmentConfig` as is (checked again), or one read from a mapping."""
+        if isinstance(conf, cls):
+            for term in (conf.clip, conf.mse):
+                if term is not None:
+                    term.validate()
+            if conf.active_clip is None and conf.active_mse is None:
+                raise ConfigError("alignment: every term has weight 0")
+            return conf
+        return cls.from_dict(conf)
+
+    @property
+    def active_clip(self) -> Optional[ClipConfig]:
+        """The CLIP term when it counts (configured, weight > 0)."""
+        return self.clip if self.clip is not None and self.clip.active else None
+
+    @property
+    def active_mse(self) -> Optional[MseConfig]:
+        """The MSE term when it counts (configured, weight > 0)."""
+        return self.mse if self.mse is not None and self.mse.active else None
+
+    def to_dict(self) -> dict:
+        """The configured terms with every key written out."""
+        return {name: asdict(term) for name, term in (("clip", self.clip), ("mse", self.mse)) if term is not None}
