@@ -26,7 +26,10 @@ setup(
         "tqdm",
         "matplotlib",
         "tensorboard",
+        "onnx",
+        "onnxruntime",
     ],
-    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["transcribe=espnet_lw.bin.transcribe:main"]},
+    extras_require={"test": ["pytest", "ruff"]},
     license="Apache-2.0",
 )

@@ -43,8 +43,8 @@ if [ ${#pkgs[@]} -gt 0 ]; then
     fi
 fi
 
-# (re)install when the dependencies are missing or espnet_lw is installed from another checkout
-installed_from="$(cd / && "${python}" -c 'import os, espnet_lw, espnet2, torchaudio
+# (re)install when a dependency is missing or espnet_lw is installed from another checkout
+installed_from="$(cd / && "${python}" -c 'import os, espnet_lw, espnet2, torchaudio, onnxruntime, onnx
 print(os.path.dirname(os.path.dirname(os.path.abspath(espnet_lw.__file__))))' 2>/dev/null || true)"
 if [ "${installed_from}" != "${repo}" ]; then
     echo "installing the espnet_lw Python package and its dependencies (first time: several minutes)" >&2

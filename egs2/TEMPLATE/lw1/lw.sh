@@ -70,6 +70,12 @@ inference_tag=""        # default: decode_<inference config name>_<model file>
 inference_args=""       # extra arguments for espnet_lw.bin.asr_inference
 inference_asr_model=valid.loss.ave.pth
 
+# packing (stage 14) and ONNX export (stage 15)
+export_parity_n=100     # stage 15: dev utterances decoded with torch, fp32 and int8 for the parity check (0: all)
+export_precision=int8   # stage 15: the runtime's default precision: int8, fp32, or auto (int8 unless it costs
+                        #           > 3 % relative WER against fp32 on the parity utterances)
+export_args=""          # stage 15: more espnet_lw.bin.export_onnx options (e.g. --no_int8)
+
 # sets
 train_set=""
 valid_set=""
@@ -85,6 +91,8 @@ ESPnet-style ASR recipe driver of espnet-lw (stages follow egs2/TEMPLATE/asr1/as
    4  drop too long / too short utterances   11  training: reference, students
    5  token list (sentencepiece BPE)         12  decoding (CTC greedy / prefix beam)
  6-7  (LM)  skipped                          13  scoring with sclite, RESULTS.md
+                                             14  packing (ESPnet's packer, model card): <exp>/packed/model.zip
+                                             15  ONNX export fp32 + int8 + parity check: <exp>/onnx
 
 Options (default in brackets):
   --stage N --stop_stage N     run stages N..M [${stage}..${stop_stage}]
@@ -110,6 +118,9 @@ Options (default in brackets):
   --ref_cache BOOL             EncRL: reuse the reference's targets computed once [${ref_cache}]
   --inference_config YAML --inference_tag NAME --inference_args STR
   --inference_asr_model FILE   model file in the experiment dir [${inference_asr_model}]
+  --export_parity_n N          stage 15: dev utterances in the parity check (0: all) [${export_parity_n}]
+  --export_precision P         stage 15: the runtime's default precision: int8, fp32 or auto [${export_precision}]
+  --export_args STR            stage 15: more options for espnet_lw.bin.export_onnx
   --train_set NAME --valid_set NAME --test_sets \"A B\"
   --python EXE                 python interpreter [${python}]
 "
@@ -390,91 +401,118 @@ $(tail -n 15 "${dir}/train.log")"
     printf '%s\n' "${command_line}" > "${dir}/run_command.txt"  # RESULTS.md names it in the model's section
 }
 
-if run_stage 11; then
-    if [ -n "${ref_model}" ]; then
-        # 11a: a pretrained ESPnet model as the reference: checked against the recipe and imported into
-        # ${ref_exp} (skipped when already imported and unchanged); a mismatch stops here, before any training
-        begin 11 "importing the reference ${ref_model}"
-        ref_file_args=()
-        [ -z "${ref_model_file}" ] || ref_file_args=(--ref_model_file "${ref_model_file}")
-        ref_status=$(${python} -m espnet_lw.bin.import_reference --ref_model "${ref_model}" "${ref_file_args[@]}" \
-            --token_list "${token_list}" --token_type "${token_type}" --bpemodel "${bpemodel}" --fs "${fs_int}" \
-            --asr_config "${asr_config}" --stats_file "${asr_stats_dir}/train/feats_stats.npz" \
-            --normalize "${feats_normalize}" --model_name "${inference_asr_model}" \
-            --overwrite "${overwrite}" --out_dir "${ref_exp}" | tail -n 1) \
-            || die "stage 11: importing --ref_model ${ref_model} failed (see above); nothing was trained"
-        finish "$( [ "${ref_status}" = skipped ] && echo skipped || echo done)"
-    fi
-    # 11a: the reference (skipped when trained, or when --ref_exp / --ref_model names one)
-    if [ "${ref_exp}" = "${expdir}/asr_${asr_tag}" ]; then
-        # shellcheck disable=SC2086
-        if [ -z "${student_config}" ]; then
-            train_model "${ref_exp}" "${asr_config}" ${asr_args}
-        elif [ -e "${ref_exp}/.done.stage11" ]; then
-            # --overwrite true with a student config redoes the student, never the reference it learns from
-            log "stage 11: using the trained reference ${ref_exp} (--overwrite applies to the student only)"
-        else
-            overwrite=false train_model "${ref_exp}" "${asr_config}" ${asr_args}  # train (or resume) it first
-        fi
-    else
+# ------------------------------------------------------------------------- stage 11 steps
+# What --overwrite true redoes in stage 11 (each step below states its own part once):
+#   no --student_config: the reference: imported again (--ref_model) or moved aside and trained again;
+#   --student_config:    the student only: its dir is moved aside once, before its configs are written, and
+#                        every training inside it then starts afresh; a trained reference is used as is and
+#                        the reference targets cache is never redone.
+
+# The reference every student learns from, as dump_reference_targets, make_student_configs and init_student take it.
+ref_args=(--reference_config "${ref_exp}/config.yaml" --reference_model "${ref_exp}/${inference_asr_model}")
+ref_targets="${ref_exp}/targets/${train_set_sp}"  # EncRL: the reference's targets of the training set
+
+import_reference_step() {  # 11a with --ref_model: check a pretrained model against the recipe, import it into ${ref_exp}
+    # import_reference skips an import that is already there and unchanged; --overwrite true imports it again,
+    # unless a student is trained: its reference (and the targets cache inside it) is never redone.
+    # A mismatch stops here, before any training.
+    begin 11 "importing the reference ${ref_model}"
+    local ref_file_args=() ref_status ref_overwrite="${overwrite}"
+    [ -z "${student_config}" ] || ref_overwrite=false
+    [ -z "${ref_model_file}" ] || ref_file_args=(--ref_model_file "${ref_model_file}")
+    ref_status=$(${python} -m espnet_lw.bin.import_reference --ref_model "${ref_model}" "${ref_file_args[@]}" \
+        --token_list "${token_list}" --token_type "${token_type}" --bpemodel "${bpemodel}" --fs "${fs_int}" \
+        --asr_config "${asr_config}" --stats_file "${asr_stats_dir}/train/feats_stats.npz" \
+        --normalize "${feats_normalize}" --model_name "${inference_asr_model}" \
+        --overwrite "${ref_overwrite}" --out_dir "${ref_exp}" | tail -n 1) \
+        || die "stage 11: importing --ref_model ${ref_model} failed (see above); nothing was trained"
+    finish "$( [ "${ref_status}" = skipped ] && echo skipped || echo done)"
+}
+
+train_reference_step() {  # 11a: train the reference ${ref_exp}, or check the one --ref_exp / --ref_model names
+    if [ "${ref_exp}" != "${expdir}/asr_${asr_tag}" ]; then
+        local f
         for f in config.yaml "${inference_asr_model}"; do
             [ -f "${ref_exp}/${f}" ] || die "--ref_exp ${ref_exp}: ${ref_exp}/${f} not found"
         done
         log "stage 11: using the reference in ${ref_exp}"
+        return 0
     fi
+    # --overwrite true with a student config redoes the student, never the reference it learns from:
+    # a trained reference is used as is, an unfinished one is trained (or resumed) first
+    local overwrite="${overwrite}"
+    if [ -n "${student_config}" ]; then
+        if [ -e "${ref_exp}/.done.stage11" ]; then
+            log "stage 11: using the trained reference ${ref_exp} (--overwrite applies to the student only)"
+            return 0
+        fi
+        overwrite=false
+    fi
+    # shellcheck disable=SC2086
+    train_model "${ref_exp}" "${asr_config}" ${asr_args}
+}
+
+dump_targets_step() {  # 11b (EncRL): the reference's targets of the training set, computed once for every student
+    # Not run_step: the targets belong to the reference, so no --overwrite (of a student) redoes them.
+    begin 11 "reference targets ${ref_targets}"
+    if [ -e "${ref_targets}/.done.stage11" ]; then
+        log "stage 11: ${ref_targets} already holds the reference targets: reused"
+        finish skipped
+        return 0
+    fi
+    ${python} -m espnet_lw.bin.dump_reference_targets "${ref_args[@]}" \
+        --data_dir "${data_feats}/${train_set_sp}" --output_dir "${ref_targets}" --nj "${nj}"
+    touch "${ref_targets}/.done.stage11"
+    finish done
+}
+
+train_student_step() {  # 11c-d: the student ${student_exp} of the reference, as --student_mode says
+    local conf_dir="${student_exp}/conf" cache_args=() train_cache_args=()
+    if [ "${student_mode}" = encrl ] && [ "${ref_cache}" = true ]; then
+        cache_args=(--reference_cache "${ref_targets}")
+        train_cache_args=(--train_data_path_and_name_and_type "${ref_targets}/ref_enc.scp,ref_enc,kaldi_ark")
+    fi
+    # --overwrite true redoes the whole student: its dir is moved aside once, here, before its configs are
+    # written into a fresh one; the trainings below then start from nothing (or resume), never move it again
+    [ "${overwrite}" = false ] || move_aside "${student_exp}"
+    local overwrite=false
+    mkdir -p "${conf_dir}"
+    ${python} -m espnet_lw.bin.make_student_configs "${ref_args[@]}" --student_config "${student_config}" \
+        --mode "${student_mode}" --out_dir "${conf_dir}" --trained_dir "${student_exp}" "${cache_args[@]}" \
+        || die "stage 11: the configs of ${student_exp} were not written (see above)"
+    # shellcheck disable=SC2086
+    case "${student_mode}" in
+        encrl)
+            # 11c: EncRL, then 11d: linear-CTC fine-tuning initialised from it
+            train_model "${student_exp}/encrl" "${conf_dir}/encrl.yaml" "${train_cache_args[@]}" ${student_args}
+            train_model "${student_exp}" "${conf_dir}/finetune.yaml" \
+                --init_param "${student_exp}/encrl/${inference_asr_model}:::alignment" ${student_args}
+            ;;
+        scratch)
+            train_model "${student_exp}" "${conf_dir}/scratch.yaml" ${student_args}
+            ;;
+        pruned)
+            if [ ! -e "${student_exp}/.done.stage11" ]; then  # from the blocks.txt just written
+                ${python} -m espnet_lw.bin.init_student "${ref_args[@]}" \
+                    --student_config "${conf_dir}/finetune.yaml" --blocks "$(cat "${conf_dir}/blocks.txt")" \
+                    --out "${conf_dir}/init.pth"
+            fi
+            train_model "${student_exp}" "${conf_dir}/finetune.yaml" --init_param "${conf_dir}/init.pth" ${student_args}
+            ;;
+    esac
+}
+
+if run_stage 11; then
+    if [ -n "${ref_model}" ]; then
+        import_reference_step
+    fi
+    train_reference_step
     if [ -n "${student_config}" ]; then
         [ -f "${student_config}" ] || die "${student_config}: no such student config (see conf/student_r*.yaml)"
-        conf_dir="${student_exp}/conf"
-        ref_args=(--reference_config "${ref_exp}/config.yaml" --reference_model "${ref_exp}/${inference_asr_model}")
-        cache_args=()
-        train_cache_args=()
         if [ "${student_mode}" = encrl ] && [ "${ref_cache}" = true ]; then
-            # 11b: reference targets of the training set, computed once and shared by every student
-            cache="${ref_exp}/targets/${train_set_sp}"
-            # (not run_step: the targets belong to the reference, so --overwrite of a student keeps them)
-            begin 11 "reference targets ${cache}"
-            if [ -e "${cache}/.done.stage11" ]; then
-                log "stage 11: ${cache} already holds the reference targets: reused"
-                finish skipped
-            else
-                ${python} -m espnet_lw.bin.dump_reference_targets "${ref_args[@]}" \
-                    --data_dir "${data_feats}/${train_set_sp}" --output_dir "${cache}" --nj "${nj}"
-                touch "${cache}/.done.stage11"
-                finish done
-            fi
-            cache_args=(--reference_cache "${cache}")
-            train_cache_args=(--train_data_path_and_name_and_type "${cache}/ref_enc.scp,ref_enc,kaldi_ark")
+            dump_targets_step
         fi
-        # --overwrite true redoes the whole student: its dir is moved aside once, here, before its configs
-        # are written into a fresh one; the trainings below then start from nothing (overwrite=false)
-        [ "${overwrite}" = false ] || move_aside "${student_exp}"
-        mkdir -p "${conf_dir}"
-        ${python} -m espnet_lw.bin.make_student_configs "${ref_args[@]}" --student_config "${student_config}" \
-            --mode "${student_mode}" --out_dir "${conf_dir}" --trained_dir "${student_exp}" "${cache_args[@]}" \
-            || die "stage 11: the configs of ${student_exp} were not written (see above)"
-        case "${student_mode}" in
-            encrl)
-                # 11c: EncRL, then 11d: linear-CTC fine-tuning initialised from it
-                # shellcheck disable=SC2086
-                overwrite=false train_model "${student_exp}/encrl" "${conf_dir}/encrl.yaml" "${train_cache_args[@]}" ${student_args}
-                # shellcheck disable=SC2086
-                overwrite=false train_model "${student_exp}" "${conf_dir}/finetune.yaml" \
-                    --init_param "${student_exp}/encrl/${inference_asr_model}:::alignment" ${student_args}
-                ;;
-            scratch)
-                # shellcheck disable=SC2086
-                overwrite=false train_model "${student_exp}" "${conf_dir}/scratch.yaml" ${student_args}
-                ;;
-            pruned)
-                if [ ! -e "${student_exp}/.done.stage11" ]; then  # from the blocks.txt just written
-                    ${python} -m espnet_lw.bin.init_student "${ref_args[@]}" \
-                        --student_config "${conf_dir}/finetune.yaml" --blocks "$(cat "${conf_dir}/blocks.txt")" \
-                        --out "${conf_dir}/init.pth"
-                fi
-                # shellcheck disable=SC2086
-                overwrite=false train_model "${student_exp}" "${conf_dir}/finetune.yaml" --init_param "${conf_dir}/init.pth" ${student_args}
-                ;;
-        esac
+        train_student_step
     fi
 fi
 
@@ -512,6 +550,47 @@ if run_stage 13; then
     ${python} -m espnet_lw.bin.make_results --exp_dir "${expdir}" --out RESULTS.md \
         --command "${command_line}" --stage_times "${stage_times}"
     log "wrote $(pwd)/RESULTS.md"
+fi
+
+# Stage 14: the model packed with ESPnet's own packer (asr.sh's stage 14): ${asr_exp}/packed/model.zip,
+# loadable by Speech2Text(**unpack(zip, dir)) without espnet-lw; the card gets the stage-13 WER tables
+# when the model has been scored.
+pack_model() {  # pack_model OUT_DIR
+    local results_args=()
+    if ls "${asr_exp}/${inference_tag}"/*/score_wer/result.txt > /dev/null 2>&1; then
+        results_args=(--decode_dir "${asr_exp}/${inference_tag}")
+    fi
+    ${python} -m espnet_lw.bin.pack_model --asr_train_config "${asr_exp}/config.yaml" \
+        --asr_model_file "${asr_exp}/${inference_asr_model}" --out "$1/model.zip" \
+        ${results_args[@]+"${results_args[@]}"} --command "${command_line}"  # empty-array safe under set -u, bash < 4.4
+}
+
+if run_stage 14; then
+    begin 14 "packing ${asr_exp}"
+    [ -f "${asr_exp}/${inference_asr_model}" ] || die "${asr_exp}/${inference_asr_model} not found: run stage 11 first"
+    out="${asr_exp}/packed"
+    run_step "${out}/.done.stage14" "${out}" "stage 14: ${out}/model.zip already packed" pack_model "${out}"
+    finish "${step_status}"
+fi
+
+# Stage 15: ONNX export (fp32 + int8, tokens.txt, meta.json, parity.json) into ${asr_exp}/onnx; the parity
+# check decodes the first ${export_parity_n} dev utterances (the WER of each precision is in parity.json, as
+# the dev set has a text file). The runtime: python -m espnet_lw.bin.transcribe ${asr_exp}/onnx file.wav
+export_model() {  # export_model OUT_DIR
+    # shellcheck disable=SC2086
+    ${python} -m espnet_lw.bin.export_onnx --asr_train_config "${asr_exp}/config.yaml" \
+        --asr_model_file "${asr_exp}/${inference_asr_model}" --out_dir "$1" \
+        --parity_scp "${data_feats}/${valid_set}/wav.scp" --parity_n "${export_parity_n}" \
+        --default_precision "${export_precision}" ${export_args}
+}
+
+if run_stage 15; then
+    begin 15 "exporting ${asr_exp} to ONNX"
+    [ -f "${asr_exp}/${inference_asr_model}" ] || die "${asr_exp}/${inference_asr_model} not found: run stage 11 first"
+    [ -f "${data_feats}/${valid_set}/wav.scp" ] || die "${data_feats}/${valid_set}/wav.scp not found: run stage 3 first"
+    out="${asr_exp}/onnx"
+    run_step "${out}/.done.stage15" "${out}" "stage 15: ${out} already exported" export_model "${out}"
+    finish "${step_status}"
 fi
 
 log "Successfully finished stages ${stage}-${stop_stage} in ${SECONDS}s"
