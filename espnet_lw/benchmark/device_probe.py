@@ -62,27 +62,26 @@ class ProbeArgs:
     cold: bool = False
 
 
-def peak_rss_mb() -> Optional[float]:
-    """The process's peak resident set size (VmHWM) in MiB; ``None`` where /proc is missing."""
+def _status_mb(field: str) -> Optional[float]:
+    """A memory line of /proc/self/status (``VmHWM``, ``VmRSS``) in MiB; ``None`` where /proc is missing."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
     return None
+
+
+def peak_rss_mb() -> Optional[float]:
+    """The process's peak resident set size (VmHWM) in MiB."""
+    return _status_mb("VmHWM")
 
 
 def current_rss_mb() -> Optional[float]:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    """The process's resident set size now (VmRSS) in MiB."""
+    return _status_mb("VmRSS")
 
 
 def imported_frameworks() -> Dict[str, bool]:
