@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from espnet_lw.decoding import greedy_search
+from espnet_lw.inference import read_scp
 from espnet_lw.utils.cli import UserError
 
 #: utterances whose log-probabilities are compared (the hypotheses are compared on all)
@@ -45,15 +46,7 @@ def read_utterances(scp, fs: int, n: int = 20) -> List[Utterance]:
     import soundfile as sf
 
     scp = Path(scp)
-    if not scp.is_file():
-        raise UserError("no such wav.scp", str(scp), "give a data directory's wav.scp (e.g. dump/raw/dev/wav.scp)")
-    items = []
-    for line in scp.read_text(encoding="utf-8").splitlines():
-        parts = line.split(maxsplit=1)
-        if len(parts) == 2:
-            items.append((parts[0], parts[1].strip()))
-    if not items:
-        raise UserError("no utterances", str(scp))
+    items = read_scp(scp)
     if n > 0:
         items = items[:n]
     texts: Dict[str, str] = {}
