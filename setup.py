@@ -15,7 +15,6 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["espnet_lw", "espnet_lw.*"]),
-    package_data={"espnet_lw": ["data/words/*.txt"]},
     install_requires=[
         "espnet==202511",
         "torchaudio==2.11.0",

@@ -22,6 +22,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
+from importlib import import_module
 from pathlib import Path
 
 from espnet_lw.decoding import greedy_search, prefix_beam_search
@@ -69,18 +70,23 @@ def build_speech2text(args, opts, device: str):
     from espnet_lw.tasks.asr import register_models  # noqa: I001
     from espnet2.bin.asr_inference import Speech2Text
 
+    from espnet_lw.utils.checkpoints import safe_torch_loads
+
     register_models()
     for f in (args.asr_train_config, args.asr_model_file):
         if not Path(f).is_file():
             raise UserError("model file not found", f, "train the model first (stage 11)")
-    return Speech2Text(
-        asr_train_config=args.asr_train_config,
-        asr_model_file=args.asr_model_file,
-        device=device,
-        ctc_weight=1.0,
-        lm_weight=0.0,
-        nbest=1,
-    )
+    # ESPnet loads the model file with weights_only=False: made a weights_only load here (a file that would
+    # run code is refused, naming it)
+    with safe_torch_loads([import_module("espnet2.tasks.abs_task")]):
+        return Speech2Text(
+            asr_train_config=args.asr_train_config,
+            asr_model_file=args.asr_model_file,
+            device=device,
+            ctc_weight=1.0,
+            lm_weight=0.0,
+            nbest=1,
+        )
 
 
 def decode_batch(s2t, waves, opts):

@@ -22,10 +22,14 @@ every utterance is its own speaker, ESPnet's convention for corpora without spea
 information.
 
 The trn files are written in reference order, keyed by utterance id, so a
-hypothesis file in another order is scored correctly.  Reference utterances without a
-hypothesis get an empty hypothesis line (sclite itself would silently skip them), so
-they count as deletions; a hypothesis utterance that is not in the reference is an
-error.
+hypothesis file in another order is scored correctly.  A reference utterance without a
+hypothesis is an error (a partial decode must never yield a WER): :func:`score` names the
+count and the first missing ids.  With ``allow_missing=True`` such utterances get an empty
+hypothesis line instead (sclite itself would silently skip them), so they count as
+deletions.  A hypothesis utterance that is not in the reference is always an error.
+
+Each ``score_<type>`` directory is written under a temporary name and renamed when sclite
+has finished, so a kill never leaves a half-written report behind.
 
 CER tokens are the characters of each word, with ``<space>`` between words, like
 ESPnet's ``char`` tokenizer.
@@ -398,6 +402,30 @@ def parse_result(path: Path | str) -> ScoreSummary:
 # ---------------------------------------------------------------------------
 # the whole stage for one data set
 # ---------------------------------------------------------------------------
+def missing_hyp_error(missing: Sequence[str], n_ref: int, hyp_path: str) -> UserError:
+    """The refusal of a decode that lacks hypotheses: the count and the first missing ids."""
+    shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+    return UserError(
+        f"{len(missing)} of {n_ref} reference utterance(s) have no hypothesis: {shown}; "
+        "refusing to score a partial decode",
+        path=hyp_path,
+        fix="the decoding did not finish (interrupted?): decode again (lw.sh --stage 12 --overwrite true), "
+        "or pass --allow_missing to score the missing utterances as deletions",
+    )
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Rename the finished ``tmp`` to ``final``; an older ``final`` is removed only after that."""
+    old = final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
 def score(
     ref_path: Path | str,
     hyp_path: Path | str,
@@ -407,10 +435,12 @@ def score(
     nlsyms: Iterable[str] = (),
     sclite_opts: Sequence[str] = (),
     detail: bool = True,
+    allow_missing: bool = False,
 ) -> Dict[str, ScoreSummary]:
     """Score one decoded data set; write ``out_dir/score_<type>/`` for each type.
 
-    Returns ``{score_type: ScoreSummary}``.
+    A reference utterance without a hypothesis raises :class:`UserError` (count and first ids)
+    unless ``allow_missing``, which scores it as deletions.  Returns ``{score_type: ScoreSummary}``.
     """
     ref_path, hyp_path, out_dir = str(ref_path), str(hyp_path), Path(out_dir)
     ref = read_table(ref_path, "reference text")
@@ -418,6 +448,8 @@ def score(
         raise UserError("reference text has no utterances", path=ref_path, fix="check --ref")
     hyp = read_table(hyp_path, "hypothesis text")
     missing = check_hyp_against_ref(ref, hyp, ref_path, hyp_path)
+    if missing and not allow_missing:
+        raise missing_hyp_error(missing, len(ref), hyp_path)
     if missing:
         logger.warning(
             "%s: %d of %d reference utterances have no hypothesis (e.g. %s); scored as deletions",
@@ -431,7 +463,12 @@ def score(
     nlsyms = list(nlsyms)
     results: Dict[str, ScoreSummary] = {}
     for score_type in score_types:
-        score_dir = out_dir / f"score_{score_type}"
+        final = out_dir / f"score_{score_type}"
+        score_dir = out_dir / f".score_{score_type}.tmp"
+        if score_dir.exists():
+            shutil.rmtree(score_dir)  # left by an interrupted run
         write_trn_pair(ref, hyp, trn_ids, score_dir, score_type, nlsyms)
-        results[score_type] = parse_result(run_sclite(score_dir, sclite, sclite_opts, detail))
+        summary = parse_result(run_sclite(score_dir, sclite, sclite_opts, detail))
+        _replace_dir(score_dir, final)
+        results[score_type] = summary
     return results

@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 from espnet_lw import benchmark as bm
+from espnet_lw.benchmark.runner import check_modes
+from espnet_lw.benchmark.systems import system_kind
 from espnet_lw.bin import benchmark as benchmark_cli
 from espnet_lw.utils.cli import UserError
 
@@ -35,21 +37,23 @@ def need_sclite():
 
 
 # ------------------------------------------------------------------------------ train.log parsing
-def epoch_line(n: int, train: str, valid: str) -> str:
-    """A line as ESPnet's trainer logs it (humanfriendly timespans; iter/train_time are per-iteration)."""
+def epoch_line(n: int, train: str, valid: str, count: int = 152) -> str:
+    """A line as ESPnet's trainer logs it (humanfriendly timespans; iter/train_time are per-iteration;
+    total_count: the training iterations so far, cumulative over epochs)."""
     return (
         f"[vm] 2026-11-27 03:00:43,626 (trainer:394) INFO: {n}epoch results: [train] iter_time=0.051, "
         f"forward_time=0.920, loss_ctc=110.732, loss=110.732, backward_time=1.021, grad_norm=148.242, "
         f"clip=100.000, loss_scale=1.000, optim_step_time=0.147, optim0_lr0=3.100e-04, train_time=2.174, "
-        f"time={train}, total_count=152, [valid] loss_ctc=87.577, cer_ctc=0.911, loss_att=nan, acc=nan, "
+        f"time={train}, total_count={count}, [valid] loss_ctc=87.577, cer_ctc=0.911, loss_att=nan, acc=nan, "
         f"cer=nan, wer=nan, loss=87.577, time={valid}, total_count=15"
     )
 
 
-def write_log(path: Path, epochs: list[tuple[str, str]], extra: list[str] = ()) -> Path:
+def write_log(path: Path, epochs: list[tuple[str, str]], extra: list[str] = (), per_epoch: int = 100) -> Path:
+    """A train.log with one epoch line per ``(train, valid)`` time, ``per_epoch`` iterations each."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["[vm] 2026-11-27 02:55:00,000 (trainer:300) INFO: some other line time=99 seconds"]
-    lines += [epoch_line(i, t, v) for i, (t, v) in enumerate(epochs, 1)] + list(extra)
+    lines += [epoch_line(i, t, v, per_epoch * i) for i, (t, v) in enumerate(epochs, 1)] + list(extra)
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -97,7 +101,7 @@ def test_parse_epoch_times(tmp_path):
     )
     times = bm.parse_epoch_times(log)
     assert list(times) == [1, 2, 3]
-    assert times[1] == bm.EpochTime(330.52, 14.81)
+    assert times[1] == bm.EpochTime(330.52, 14.81, 100)
     assert times[2].train == pytest.approx(3723.0) and times[2].valid == pytest.approx(5.18)
     assert times[3].total == pytest.approx(190.0)
     assert bm.seconds_list(times) == pytest.approx([345.33, 3728.18, 190.0])
@@ -114,10 +118,16 @@ def test_parse_epoch_times_real_log_if_present():
     assert len(times) <= n and all(t.train > 0 and t.valid > 0 for t in times.values())
 
 
-# ------------------------------------------------------------------------------ speed-up
-def sysdict(name, kind, wers, secs, encrl=None):
-    return {"name": name, "kind": kind, "wer_per_epoch": {"test": wers}, "seconds_per_epoch": secs,
-            "encrl_seconds": encrl}
+# ------------------------------------------------------------------------------ updates + time to target
+def test_updates_from_total_count(tmp_path):
+    log = write_log(tmp_path / "train.log", [("1 second", "1 second")] * 3, per_epoch=110)
+    times = bm.parse_epoch_times(log)
+    assert [t.count for t in times.values()] == [110, 220, 330]
+    assert bm.updates_list(times) == [110, 110, 110]
+    assert bm.updates_list(times, accum_grad=4) == [27, 27, 27]  # the trainer steps every 4th iteration
+    # an epoch missing from the log: its updates and the next epoch's are unknown, not guessed
+    gap = {1: times[1], 3: times[3]}
+    assert bm.updates_list(gap) == [110, None, None]
 
 
 def test_time_to_reach():
@@ -128,37 +138,15 @@ def test_time_to_reach():
     assert bm.time_to_reach([], [], 40) == (None, None)
 
 
-def test_speedup_reached_later():
-    scratch = sysdict("s", "scratch", [90, 60, 45, 40], [100, 100, 100, 100])  # target 40, 400 s
-    encrl = sysdict("e", "encrl", [55, 42, 39, 35], [50, 50, 50, 50], encrl=150.0)
-    r = bm.compute_speedups(scratch, encrl, cache_seconds=100.0, n_encrl=4, speed_set="test")
-    assert r["details"]["target_wer"] == 40 and r["details"]["reached_epoch"] == 3
-    assert r["details"]["finetune_seconds_to_target"] == 150.0
-    assert r["finetune_only"] == pytest.approx(400 / 150, abs=1e-3)
-    assert r["full"] == pytest.approx(400 / (150 + 100 + 150), abs=1e-3)
-    assert r["amortised"] == pytest.approx(400 / (150 + 25 + 150), abs=1e-3)
-
-
-def test_speedup_reached_at_first_epoch():
-    scratch = sysdict("s", "scratch", [90, 60], [200, 200])
-    encrl = sysdict("e", "encrl", [58, 50], [40, 40], encrl=100.0)
-    r = bm.compute_speedups(scratch, encrl, 60.0, 1, "test")
-    assert r["details"]["reached_epoch"] == 1
-    assert r["finetune_only"] == 10.0
-    assert r["full"] == 2.0 and r["amortised"] == 2.0  # one EncRL student: nothing to share
-
-
-def test_speedup_never_reached():
-    scratch = sysdict("s", "scratch", [90, 30], [100, 100])
-    encrl = sysdict("e", "encrl", [55, 42, 39], [50, 50, 50], encrl=150.0)
-    r = bm.compute_speedups(scratch, encrl, 0.0, 1, "test")
-    assert r["full"] is None and r["finetune_only"] is None and r["amortised"] is None
-    assert r["details"]["reached_epoch"] is None and r["details"]["target_wer"] == 30
-
-
-def test_speedup_without_curves():
-    r = bm.compute_speedups(sysdict("s", "scratch", [], []), sysdict("e", "encrl", [40], [1], 1.0), 0.0, 1, "test")
-    assert r["full"] is None and r["details"]["target_wer"] is None
+def test_time_to_target_on_cumulative_costs():
+    wall = bm.cumulative([10, 10, 10], 5.0)
+    assert wall == [15.0, 25.0, 35.0]
+    assert bm.cumulative([10, None, 10], 0.0) == [10.0, None, None]  # unknown from there on
+    r = bm.time_to_target([50, 40, 30], {"wall_seconds": wall, "updates": [100, 200, 300]}, 40)
+    assert r == {"reached": True, "epoch": 2, "wall_seconds": 25.0, "updates": 200}
+    never = bm.time_to_target([50, 45], {"wall_seconds": [1, 2]}, 40)
+    assert never == {"reached": False, "epoch": None, "wall_seconds": None}
+    assert bm.mean_curve([[50, 40, None], [60, 30, 20]]) == [55, 35, None]
 
 
 def test_ratio_key():
@@ -183,8 +171,10 @@ def test_ablation_configs_from_shipped_student(tmp_path):
         conf = yaml.safe_load(path.read_text())
         align = conf["encrl"]["model_conf"]["alignment"]
         assert list(align) == [term]
-        # the term's own settings, at weight 1 (the shipped mix weighs CLIP 0.1)
+        # the term's own settings, at weight 1 (the shipped mix weighs CLIP 0.1: the ablation re-weighs it)
         assert align[term] == {**orig["encrl"]["model_conf"]["alignment"][term], "weight": 1.0}
+        if term == "clip":
+            assert float(orig["encrl"]["model_conf"]["alignment"]["clip"].get("weight", 1.0)) != 1.0
         # everything else is the shipped config
         rest = {k: v for k, v in conf.items() if k != "encrl"}
         assert rest == {k: v for k, v in orig.items() if k != "encrl"}
@@ -228,7 +218,7 @@ def make_result(decode_dir: Path, dset: str, hyp_words: list[str]) -> None:
 
 
 def make_system(exp: Path, kind: str, blocks: int, secs: list[str], params: int, hyps: dict,
-                loss: dict | None = None, encrl_secs: list[str] = ()) -> None:
+                loss: dict | None = None, encrl_secs: list[str] = (), student: dict | None = None) -> None:
     exp.mkdir(parents=True)
     conf = dict(REF_CONF) if kind == "reference" else {"model": "lw_ctc", "encoder": "conformer"}
     conf["encoder_conf"] = {"num_blocks": blocks}
@@ -238,13 +228,16 @@ def make_system(exp: Path, kind: str, blocks: int, secs: list[str], params: int,
     (exp / ".done.stage11").touch()
     if kind != "reference":
         (exp / "conf").mkdir()
+    if student is not None:
+        (exp / "conf" / "student.json").write_text(json.dumps(student))
     if kind == "scratch":
         (exp / "conf" / "scratch.yaml").write_text("model: lw_ctc\n")
     elif kind == "pruned":
-        (exp / "conf" / "blocks.txt").write_text("first\n")
+        (exp / "conf" / "blocks.txt").write_text("last\n")
     elif kind == "encrl":
         enc = {"model": "lw_encrl", "encoder_conf": {"num_blocks": blocks},
-               "model_conf": {"alignment": loss, "reference_config": "exp/asr_ref/config.yaml"}}
+               "model_conf": {"alignment": loss, "reference_config": "exp/asr_ref/config.yaml",
+                              "init_from_reference": "every_other"}}
         (exp / "encrl").mkdir()
         (exp / "encrl" / "config.yaml").write_text(yaml.safe_dump(enc))
         write_log(exp / "encrl" / "train.log", [(s, "10 seconds") for s in encrl_secs])
@@ -252,7 +245,7 @@ def make_system(exp: Path, kind: str, blocks: int, secs: list[str], params: int,
         make_result(exp / bm.DEFAULT_DECODE, dset, hyp)
 
 
-def epoch_cache(expdir: Path, name: str, wers: list[float | None], dset: str = "test") -> None:
+def epoch_cache(expdir: Path, name: str, wers: list[float | None], dset: str = "dev") -> None:
     entries = {str(e): {"wer": w, "ckpt": "0:0"} for e, w in enumerate(wers, 1) if w is not None}
     path = bm.epoch_cache_path(expdir, name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -262,130 +255,222 @@ def epoch_cache(expdir: Path, name: str, wers: list[float | None], dset: str = "
 H_GOOD = ["A B C D"] * 4 + ["A B C"]  # 1 error in 20 words: 5 %
 H_MID = ["A B C D"] * 3 + ["A B"] * 2  # 4 errors: 20 %
 H_BAD = ["A"] * 5  # 15 errors: 75 %
+CLEAN = {"commit": "c0ffee", "clean": True, "dirty": []}
 
 
 @pytest.fixture
 def fake_tree(tmp_path):
+    """Students of ratio 0.667 (one seed each, except scratch: seeds 1 and 2) and one of 0.833.
+
+    Every CTC epoch costs 50 s train + 10 s valid and 100 updates; EncRL epochs 30 + 10 s, 100 updates.
+    """
     need_sclite()
     recipe = tmp_path / "lw1"
     exp = recipe / "exp"
     make_system(exp / "asr_ref", "reference", 12, ["2 minutes"] * 3, 6_000_000, {"test": H_GOOD, "dev": H_GOOD})
-    make_system(exp / "asr_student_r67_scratch", "scratch", 4, ["50 seconds"] * 4, 2_000_000,
-                {"test": H_BAD, "dev": H_MID})
-    make_system(exp / "asr_student_r67_pruned", "pruned", 4, ["50 seconds"] * 2, 2_000_000, {"test": H_MID})
+    for seed in (1, 2):
+        make_system(exp / f"asr_student_r67_scratch_seed{seed}", "scratch", 4, ["50 seconds"] * 4, 2_000_000,
+                    {"test": H_BAD, "dev": H_MID if seed == 1 else H_BAD})
+    make_system(exp / "asr_student_r67_pruned_seed1", "pruned", 4, ["50 seconds"] * 2, 2_000_000, {"test": H_MID})
     clip_mse = {"clip": {"weight": 1.0}, "mse": {"weight": 1.0, "target": "ctc_logp"}}
-    make_system(exp / "asr_student_r67_encrl", "encrl", 4, ["50 seconds"] * 2, 2_000_000,
+    make_system(exp / "asr_student_r67_encrl_seed1", "encrl", 4, ["50 seconds"] * 2, 2_000_000,
                 {"test": H_MID, "dev": H_GOOD}, loss=clip_mse, encrl_secs=["30 seconds"] * 2)
-    make_system(exp / "asr_student_r67_encrl_mse", "encrl", 4, ["50 seconds"] * 2, 2_000_000,
+    make_system(exp / "asr_student_r67_encrl_mse_seed1", "encrl", 4, ["50 seconds"] * 2, 2_000_000,
                 {"test": H_BAD}, loss={"mse": {"weight": 1.0}}, encrl_secs=["30 seconds"] * 2)
-    make_system(exp / "asr_student_r83_scratch", "scratch", 2, ["40 seconds"] * 2, 1_000_000, {"test": H_BAD})
+    # KD: known only from its student.json (no conf/kd.yaml, a misleading blocks.txt)
+    make_system(exp / "asr_student_r67_kd_seed1", "kd", 4, ["50 seconds"] * 2, 2_000_000, {"test": H_MID},
+                student={"mode": "kd", "ratio": 0.667, "seed": 1, "init": "every_other", "epochs": 2,
+                         "kd": {"weight": 0.5, "temperature": 2.0}})
+    (exp / "asr_student_r67_kd_seed1" / "conf" / "blocks.txt").write_text("every_other\n")
+    make_system(exp / "asr_student_r83_scratch_seed1", "scratch", 2, ["40 seconds"] * 2, 1_000_000, {"test": H_BAD})
     # an EncRL stage dir alone and a moved-aside dir are not systems
-    (exp / "asr_student_r67_scratch.old.20260101").mkdir()
-    (exp / "asr_student_r67_scratch.old.20260101" / "config.yaml").write_text(yaml.safe_dump(REF_CONF))
+    (exp / "asr_student_r67_encrl_stage").mkdir()
+    (exp / "asr_student_r67_encrl_stage" / "config.yaml").write_text(yaml.safe_dump({"model": "lw_encrl"}))
+    (exp / "asr_student_r67_scratch_seed1.old.20260101").mkdir()
+    (exp / "asr_student_r67_scratch_seed1.old.20260101" / "config.yaml").write_text(yaml.safe_dump(REF_CONF))
     (exp / "stage_times.tsv").write_text(
         "11\ttraining exp/asr_ref\t400\tdone\n"
         "11\treference targets exp/asr_ref/targets/train\t99\tdone\n"
         "11\treference targets exp/asr_ref/targets/train\t0\tskipped\n"
         "11\treference targets exp/asr_ref/targets/train\t120\tdone\n"
     )
-    # per-epoch test WERs (ref epoch 1 was deleted by ESPnet: a gap)
+    # per-epoch dev WERs (ref epoch 1 was deleted by ESPnet: a gap). Scratch, mean over its two seeds:
+    # [85, 50, 57.5, 50]: target 50 (its last epoch), first reached at its epoch 2, not at its last
     epoch_cache(exp, "ref", [None, 30.0, 20.0])
-    epoch_cache(exp, "student_r67_scratch", [90.0, 70.0, 60.0, 50.0])
-    epoch_cache(exp, "student_r67_pruned", [55.0, 45.0])
-    epoch_cache(exp, "student_r67_encrl", [60.0, 48.0])
-    epoch_cache(exp, "student_r67_encrl_mse", [70.0, 65.0])
+    epoch_cache(exp, "student_r67_scratch_seed1", [80.0, 52.0, 60.0, 48.0])
+    epoch_cache(exp, "student_r67_scratch_seed2", [90.0, 48.0, 55.0, 52.0])
+    epoch_cache(exp, "student_r67_pruned_seed1", [55.0, 45.0])
+    epoch_cache(exp, "student_r67_encrl_seed1", [48.0, 40.0])
+    epoch_cache(exp, "student_r67_encrl_mse_seed1", [70.0, 65.0])
+    epoch_cache(exp, "student_r67_kd_seed1", [52.0, 49.0])
     (recipe / "RESULTS.md").write_text("# RESULTS\n\nstage tables written by make_results\n")
     return recipe
 
 
 def test_discover_systems(fake_tree):
     systems = bm.discover_systems(fake_tree / "exp")
-    got = [(s.name, s.kind, s.ratio, s.loss) for s in systems]
+    got = [(s.name, s.kind, s.ratio, s.loss, s.seed, s.group) for s in systems]
     assert got == [
-        ("ref", "reference", 0.0, None),
-        ("student_r67_scratch", "scratch", 0.667, None),
-        ("student_r67_pruned", "pruned", 0.667, None),
-        ("student_r67_encrl", "encrl", 0.667, "clip+mse"),
-        ("student_r67_encrl_mse", "encrl", 0.667, "mse"),
-        ("student_r83_scratch", "scratch", 0.833, None),
+        ("ref", "reference", 0.0, None, None, "ref"),
+        ("student_r67_scratch_seed1", "scratch", 0.667, None, 1, "student_r67_scratch"),
+        ("student_r67_scratch_seed2", "scratch", 0.667, None, 2, "student_r67_scratch"),
+        ("student_r67_pruned_seed1", "pruned", 0.667, None, 1, "student_r67_pruned"),
+        ("student_r67_kd_seed1", "kd", 0.667, "ctc+kd(temperature=2.0, weight=0.5)", 1, "student_r67_kd"),
+        ("student_r67_encrl_seed1", "encrl", 0.667, "clip+mse", 1, "student_r67_encrl"),
+        ("student_r67_encrl_mse_seed1", "encrl", 0.667, "mse", 1, "student_r67_encrl_mse"),
+        ("student_r83_scratch_seed1", "scratch", 0.833, None, 1, "student_r83_scratch"),
     ]
+    by = {s.name: s for s in systems}
+    assert by["student_r67_kd_seed1"].identity == "student.json" and by["student_r67_kd_seed1"].init == "every_other"
+    assert by["student_r67_pruned_seed1"].identity == "heuristics" and by["student_r67_pruned_seed1"].init == "last"
+    assert by["student_r67_encrl_seed1"].init == "every_other" and by["student_r67_scratch_seed1"].init == "random"
+    names = {s.name for s in systems}
+    assert "student_r67_encrl_stage" not in names and not any(".old." in n for n in names)
+
+
+def test_student_json_wins_over_heuristics(tmp_path):
+    exp = tmp_path / "asr_x"
+    (exp / "conf").mkdir(parents=True)
+    (exp / "conf" / "scratch.yaml").write_text("model: lw_ctc\n")
+    conf = {"model": "lw_ctc"}
+    assert system_kind(exp, conf) == "scratch"
+    assert system_kind(exp, conf, {"mode": "control"}) == "control"
+    (exp / "conf" / "control.yaml").write_text("model: lw_ctc\n")
+    assert system_kind(exp, conf) == "control"  # an old dir: conf/<mode>.yaml
+    assert system_kind(exp, {"model": "lw_encrl"}, {"mode": "encrl"}) is None
 
 
 def test_report_json_schema_and_numbers(fake_tree):
     env = {"python": "3.11"}
-    bench = bm.write_report(fake_tree, fake_tree / "exp", ["dev", "test", "field"],
-                            ["test"], "local/benchmark.sh --ratios 67", env=env)
+    bench = bm.write_report(fake_tree, fake_tree / "exp", ["dev", "test", "field_test"],
+                            ["dev"], "local/benchmark.sh --ratios 67", env=env)
     data = json.loads((fake_tree / "exp" / "benchmark" / "benchmark.json").read_text())
     assert data == json.loads(json.dumps(bench))
     assert json.loads((fake_tree / "benchmark.json").read_text()) == data  # the copy next to RESULTS.md
-    for key in ("systems", "speedup_to_target", "speedup_to_target_finetune_only", "command", "environment"):
+    for key in ("systems", "comparison", "target_set", "command", "provenance", "environment", "definitions"):
         assert key in data
     assert data["command"] == "local/benchmark.sh --ratios 67" and data["environment"] == env
-    keys = {"name", "kind", "ratio", "loss", "params", "epochs", "train_seconds", "wer", "wer_per_epoch",
-            "seconds_per_epoch", "encrl_seconds", "encrl_epochs"}
+    assert data["target_set"] == "dev" and data["provenance"] is None
+    keys = {f.name for f in __import__("dataclasses").fields(bm.System)}
     by = {s["name"]: s for s in data["systems"]}
     for s in data["systems"]:
         assert set(s) == keys
         assert s["kind"] in bm.KINDS and s["ratio"] in (0, 0.5, 0.667, 0.833)
-        assert set(s["wer"]) == {"dev", "test", "field"} and set(s["wer_per_epoch"]) == {"test"}
-        assert len(s["seconds_per_epoch"]) == s["epochs"] == len(s["wer_per_epoch"]["test"])
+        assert set(s["wer"]) == {"dev", "test", "field_test"} and set(s["wer_per_epoch"]) == {"dev"}
+        assert len(s["seconds_per_epoch"]) == s["epochs"] == len(s["wer_per_epoch"]["dev"])
+        assert s["updates_per_epoch"] == [100] * s["epochs"]
     ref = by["ref"]
     assert ref["loss"] is None and ref["params"] == 6_000_000 and ref["encrl_seconds"] is None
-    assert ref["wer"] == {"dev": 5.0, "test": 5.0, "field": None}
-    assert ref["wer_per_epoch"]["test"] == [None, 30.0, 20.0]
+    assert ref["wer"] == {"dev": 5.0, "test": 5.0, "field_test": None}
+    assert ref["wer_per_epoch"]["dev"] == [None, 30.0, 20.0]
     assert ref["seconds_per_epoch"] == [130.0] * 3 and ref["train_seconds"] == 390.0
     assert data["reference_cache_seconds"] == 120.0  # the last run that did the work
-    enc = by["student_r67_encrl"]
-    assert enc["encrl_seconds"] == 80.0  # 2 x (30 s train + 10 s valid)
+    assert data["cache_users"] == 3  # encrl, encrl_mse, kd
+    enc = by["student_r67_encrl_seed1"]
+    assert enc["encrl_seconds"] == 80.0 and enc["encrl_updates"] == 200  # 2 x (30 s train + 10 s valid)
     assert enc["encrl_epochs"] == 2 and ref["encrl_epochs"] is None
-    assert enc["train_seconds"] == 120.0 + 80.0 + 120.0  # fine-tune + EncRL + cache in full
-    assert enc["wer"]["test"] == 20.0 and by["student_r67_scratch"]["wer"]["test"] == 75.0
-    assert by["student_r67_encrl_mse"]["loss"] == "mse"
-    # scratch r67: 4 x 60 s = 240 s, target 50 %; encrl reaches 48 % at fine-tune epoch 2 (120 s)
-    assert data["speedup_to_target_finetune_only"] == {"0.667": 2.0}
-    assert data["speedup_to_target"] == {"0.667": round(240 / (80 + 120 + 120), 3)}
-    assert data["speedup_to_target_amortised"] == {"0.667": round(240 / (80 + 60 + 120), 3)}  # 2 EncRL students
-    assert data["speedup_details"]["0.667"]["reached_epoch"] == 2
-    # no EncRL student at 0.833: no speed-up entry
-    assert "0.833" not in data["speedup_to_target"]
+    assert enc["cache_share_seconds"] == 40.0 and by["student_r67_pruned_seed1"]["cache_share_seconds"] == 0.0
+    assert enc["train_seconds"] == 120.0 + 80.0 + 40.0  # fine-tune + EncRL + cache share
+    comp = data["comparison"]["0.667"]
+    # the target: dev only, the mean of the scratch seeds' last epochs (48 and 52)
+    assert comp["target"]["set"] == "dev" and comp["target"]["wer"] == 50.0 and comp["target"]["seeds"] == [1, 2]
+    rows = {r["name"]: r for r in comp["systems"]}
+    assert comp["main_encrl"] == "student_r67_encrl"
+    assert rows["student_r67_encrl_mse"]["role"] == "ablation" and rows["student_r67_kd"]["role"] == "baseline"
+    sc = rows["student_r67_scratch"]
+    # scratch reaches its own target at epoch 2 of 4 (mean curve 85, 50, ...): 2 x 60 s, 200 updates
+    assert sc["cost_to_target"]["epoch"] == 2 and sc["cost_to_target"]["wall_seconds"] == 120.0
+    assert sc["cost_to_target"]["updates"] == 200
+    assert [p["epoch"] for p in sc["cost_to_target"]["per_seed"]] == [4, 2]  # seed 1 alone: only at its last
+    assert sc["wer"]["test"] == {"mean": 75.0, "std": 0.0, "min": 75.0, "max": 75.0, "n": 2, "values": [75.0, 75.0]}
+    assert sc["wer"]["dev"]["mean"] == 47.5 and sc["wer"]["dev"]["n"] == 2
+    ec = rows["student_r67_encrl"]["cost_to_target"]
+    # EncRL: cache share 40 s + EncRL 80 s / 200 updates + its first fine-tune epoch 60 s / 100 updates
+    assert ec["epoch"] == 1 and ec["wall_seconds"] == 180.0 and ec["updates"] == 300
+    assert ec["finetune_only_wall_seconds"] == 60.0
+    assert rows["student_r67_encrl"]["speedup_vs_scratch"]["wall_seconds"] == round(120 / 180, 3)
+    assert rows["student_r67_encrl"]["speedup_vs_scratch"]["updates"] == round(200 / 300, 3)
+    kd = rows["student_r67_kd"]["cost_to_target"]
+    assert kd["epoch"] == 2 and kd["wall_seconds"] == 40.0 + 120.0 and kd["updates"] == 200
+    fastest = rows["student_r67_encrl"]["speedup_vs_fastest_baseline"]
+    assert fastest["wall_seconds"]["baseline"] == "student_r67_pruned"  # 120 s, before scratch by name
+    assert rows["student_r67_encrl_mse"]["cost_to_target"]["reached"] is False
+    # bootstrap: EncRL (20 %) against scratch (75 % on every seed): every resample favours EncRL
+    b = rows["student_r67_scratch"]["bootstrap_vs_encrl"]["test"]
+    assert b["delta"] == 55.0 and b["low"] > 0 and b["excludes_zero"] and b["n_utts"] == 5
+    assert rows["student_r67_kd"]["bootstrap_vs_encrl"]["test"]["delta"] == 0.0
+    assert rows["student_r67_encrl"]["bootstrap_vs_encrl"] is None
+    # no EncRL student at 0.833: no main EncRL, no bootstrap, the scratch target alone
+    assert data["comparison"]["0.833"]["main_encrl"] is None
 
 
-def test_report_markdown_and_plot(fake_tree):
-    bm.write_report(fake_tree, fake_tree / "exp", ["dev", "test"], ["test"], "local/benchmark.sh", env={})
+def clean_record(expdir: Path) -> None:
+    """The provenance record a clean ``benchmark run`` at commit c0ffee leaves."""
+    path = expdir / "benchmark" / "provenance.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run = {"date": "d", "command": "local/benchmark.sh", "commit": "c0ffee", "clean": True, "dirty": [],
+           "allow_dirty": False, "warnings": [], "machine": {"cpu": "CPU X (2 logical cores)", "gpu": "none detected"}}
+    path.write_text(json.dumps({"commit": "c0ffee", "runs": [run], "warnings": [], "clean": True}))
+
+
+def test_report_markdown_plot_and_logs(fake_tree):
+    clean_record(fake_tree / "exp")
+    bm.write_report(fake_tree, fake_tree / "exp", ["dev", "test"], ["dev"], "local/benchmark.sh", env={},
+                    provenance=bm.check_report(fake_tree, fake_tree / "exp", "report", False, state=CLEAN))
     text = (fake_tree / "RESULTS.md").read_text()
     assert text.startswith("# RESULTS\n\nstage tables written by make_results\n")
     assert text.count(bm.BEGIN_MARK) == 1 and text.count(bm.END_MARK) == 1
-    assert "|system|kind|ratio|loss|params|epochs|train time|WER dev|WER test|rel. WER impr. vs scratch|" in text
-    row = next(line for line in text.splitlines() if line.startswith("|student_r67_encrl|"))
-    # (75 - 20) / 75 on test, (20 - 5) / 20 on dev
-    assert "|encrl|0.667|clip+mse|2.00 M|2 + 2|" in row  # EncRL + fine-tune epochs
-    assert "test +73.3%" in row and "dev +75.0%" in row
-    assert "5m20s (ft 2m00s)" in row
-    assert "fine-tune only 2.00x" in text and "whole student cost 0.75x" in text
-    assert "```sh\nlocal/benchmark.sh\n```" in text
+    assert "### Ratio 0.667: dev target 50.00 % (mean over 2 scratch seeds" in text
+    row = next(line for line in text.splitlines() if line.startswith("|student_r67_encrl [clip+mse]|"))
+    assert "|encrl|every_other|2.00 M|2 + 2|" in row  # EncRL + fine-tune epochs
+    assert "(reference point)" in row and "3m00s (ep. 1/2)|300|0.67x / 0.67x|" in row
+    srow = next(line for line in text.splitlines() if line.startswith("|student_r67_scratch|"))
+    assert "75.0 ± 0.0 (n=2, 75.0-75.0)" in srow and "+55.0 [" in srow and "] *|" in srow
+    assert "2m00s (ep. 2/4)|200|1.00x / 1.00x|" in srow
+    assert "not reached" in next(x for x in text.splitlines() if x.startswith("|student_r67_encrl_mse (ablation)"))
+    assert "```sh\nlocal/benchmark.sh\n```" in text and "WARNING" not in text
+    assert "commit `c0ffee` (clean tree; 1 invocation(s)), on CPU X (2 logical cores):" in text
     assert "![WER vs student training wall time](benchmark_wer_vs_time.png)" in text
     png = fake_tree / "exp" / "benchmark" / "wer_vs_time.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert (fake_tree / "benchmark_wer_vs_time.png").read_bytes() == png.read_bytes()
-    # regenerating replaces the section (and keeps the command of the earlier run)
+    # the logs behind the numbers, next to RESULTS.md
+    logs = fake_tree / "logs" / "benchmark"
+    log = (logs / "student_r67_encrl_seed1.train.log").read_text().splitlines()
+    assert len(log) == 2 and all("epoch results:" in x for x in log)
+    assert len((logs / "student_r67_encrl_seed1.encrl.train.log").read_text().splitlines()) == 2
+    tsv = (logs / "student_r67_encrl_seed1.epochs.tsv").read_text().splitlines()
+    assert tsv[0].split("\t") == ["epoch", "wall_seconds", "updates", "cum_wall_seconds", "cum_updates",
+                                  "cum_audio_seconds", "wer_dev"]
+    assert tsv[1].split("\t")[:5] == ["1", "60.0", "100", "180.0", "300.0"]
+    errs = (logs / "test.utt_errors.tsv").read_text().splitlines()
+    assert errs[0].startswith("utterance\tref_words\t") and len(errs) == 6
+    assert (logs / "stage_times.tsv").is_file() and (logs / "student_r67_kd_seed1.student.json").is_file()
+    # regenerating replaces the section (and keeps the command of the earlier run) and the logs dir
+    (logs / "stale.txt").write_text("x")
     (fake_tree / "RESULTS.md").write_text(text + "\n## later section\n")
-    bm.write_report(fake_tree, fake_tree / "exp", ["dev", "test"], ["test"], None, env={})
+    (fake_tree / "exp" / "benchmark" / "provenance.json").unlink()
+    bm.write_report(fake_tree, fake_tree / "exp", ["dev", "test"], ["dev"], None, env={})
     again = (fake_tree / "RESULTS.md").read_text()
     assert again.count(bm.BEGIN_MARK) == 1 and again.endswith("## later section\n")
-    assert "```sh\nlocal/benchmark.sh\n```" in again
+    assert "```sh\nlocal/benchmark.sh\n```" in again and not (logs / "stale.txt").exists()
+    assert "WARNING: no provenance recorded" in again  # written without the checks: said so
 
 
 def test_report_keeps_keys_other_tools_own(fake_tree):
-    """The device benchmark adds ``device`` to benchmark.json: regenerating the report keeps it."""
-    bm.write_report(fake_tree, fake_tree / "exp", ["test"], ["test"], "X", env={})
+    """The device benchmark adds ``device`` to benchmark.json: regenerating the report keeps it (and drops
+    the keys of the report's earlier versions)."""
+    bm.write_report(fake_tree, fake_tree / "exp", ["test"], ["dev"], "X", env={})
     for path in (fake_tree / "benchmark.json", fake_tree / "exp" / "benchmark" / "benchmark.json"):
         data = json.loads(path.read_text())
         data["device"] = {"rows": [1]}
+        data["speedup_to_target"] = {"0.667": 3.55}
         path.write_text(json.dumps(data))
-    bm.write_report(fake_tree, fake_tree / "exp", ["test"], ["test"], "X", env={})
+    bm.write_report(fake_tree, fake_tree / "exp", ["test"], ["dev"], "X", env={})
     for path in (fake_tree / "benchmark.json", fake_tree / "exp" / "benchmark" / "benchmark.json"):
         data = json.loads(path.read_text())
         assert data["device"] == {"rows": [1]} and data["command"] == "X" and data["systems"]
+        assert "speedup_to_target" not in data
 
 
 def test_replace_section():
@@ -397,13 +482,18 @@ def test_replace_section():
 
 
 def test_report_cli(fake_tree):
-    """``report`` from the command line, run from the recipe dir."""
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "espnet_lw.bin.benchmark", "report", "--recipe_dir", str(fake_tree),
-                           "--test_sets", "test", "--command", "X"], capture_output=True, text=True, env=env)
+    """``report`` from the command line, run from the recipe dir (not a git checkout: refused, then marked)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), GIT_CEILING_DIRECTORIES=str(fake_tree.parent))
+    cmd = [sys.executable, "-m", "espnet_lw.bin.benchmark", "report", "--recipe_dir", str(fake_tree),
+           "--test_sets", "test", "--command", "X"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "refusing to write the report" in proc.stderr
+    proc = subprocess.run(cmd + ["--allow_dirty"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     data = json.loads((fake_tree / "benchmark.json").read_text())
     assert data["command"] == "X" and data["environment"]["python"]
+    assert data["provenance"]["clean"] is False and data["provenance"]["report"]["allow_dirty"] is True
+    assert "WARNING: not one clean benchmark run" in (fake_tree / "RESULTS.md").read_text()
     for sub in ("run", "epochs", "report"):
         h = subprocess.run([sys.executable, "-m", "espnet_lw.bin.benchmark", sub, "--help"],
                            capture_output=True, text=True, env=env)
@@ -540,28 +630,55 @@ def fake_recipe(tmp_path) -> Path:
 
 
 def test_run_dry_run_plans_every_system(tmp_path):
+    """Every mode at every ratio, every seed at --seed_ratios and the first elsewhere, seeds the outer loop;
+    every student run has an explicit --student_seed; the ablations take the seeds of their ratio."""
     recipe = fake_recipe(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_lw.bin.benchmark", "run", "--recipe_dir", str(recipe), "--ratios", "50 83",
-         "--student_args=--max_epoch 2", "--dry_run", "--", "--nbpe", "48"],
+        [sys.executable, "-m", "espnet_lw.bin.benchmark", "run", "--recipe_dir", str(recipe), "--ratios", "50 67",
+         "--seeds", "1 2", "--student_args=--max_epoch 2", "--dry_run", "--", "--nbpe", "48"],
         capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     cmds = proc.stdout.splitlines()
-    assert cmds[0] == ("./run.sh --stage 1 --stop_stage 13 --test_sets 'dev test field' --expdir exp --dumpdir dump "
-                       "--nbpe 48")
+    assert cmds[0] == ("./run.sh --stage 1 --stop_stage 13 --test_sets 'dev test field_test' --expdir exp "
+                       "--dumpdir dump --nbpe 48")
     tags = [c.split("--student_tag ")[1].split()[0] for c in cmds[1:]]
-    assert tags == ["student_r50_scratch", "student_r50_pruned", "student_r50_encrl", "student_r83_scratch",
-                    "student_r83_pruned", "student_r83_encrl", "student_r67_encrl_clip", "student_r67_encrl_mse"]
-    assert all("--student_args '--max_epoch 2'" in c and c.endswith("--nbpe 48") for c in cmds[1:])
+    modes = ["scratch", "pruned", "control", "kd", "encrl"]
+    assert tags == ([f"student_r50_{m}_seed1" for m in modes] + [f"student_r67_{m}_seed1" for m in modes]
+                    + ["student_r67_encrl_clip_seed1", "student_r67_encrl_mse_seed1"]
+                    + [f"student_r67_{m}_seed2" for m in modes]
+                    + ["student_r67_encrl_clip_seed2", "student_r67_encrl_mse_seed2"])
+    for c, tag in zip(cmds[1:], tags):
+        seed = tag.rsplit("_seed", 1)[1]
+        assert f"--student_seed {seed} --student_tag {tag}" in c
+        assert "--student_args '--max_epoch 2'" in c and c.endswith("--nbpe 48")
+    assert "--student_config conf/student_r50.yaml --student_mode kd" in cmds[4]
     assert "--student_config exp/benchmark/conf/student_r67_encrl_mse.yaml --student_mode encrl" in cmds[-1]
     assert (recipe / "exp/benchmark/conf/student_r67_encrl_clip.yaml").is_file()
+    assert not (recipe / "exp/benchmark/provenance.json").exists()  # a dry run records nothing
+
+
+def test_plan_seed_ratios_and_modes():
+    plan = bm.plan(["50", "83"], None, "dev", "", [], {}, "exp", "dump", seeds=[3, 4], seed_ratios=["all"],
+                   modes=["scratch", "encrl"])
+    tags = [c[c.index("--student_tag") + 1] for c in plan[1:]]
+    assert tags == ["student_r50_scratch_seed3", "student_r50_encrl_seed3", "student_r83_scratch_seed3",
+                    "student_r83_encrl_seed3", "student_r50_scratch_seed4", "student_r50_encrl_seed4",
+                    "student_r83_scratch_seed4", "student_r83_encrl_seed4"]
+    assert bm.seeds_for("50", [1, 2, 3], ["67"]) == [1] and bm.seeds_for("67", [1, 2, 3], ["67"]) == [1, 2, 3]
+    assert bm.parse_seeds("1 2 2 3") == [1, 2, 3]
+    with pytest.raises(UserError, match="not a non-negative integer"):
+        bm.parse_seeds("1 x")
+    with pytest.raises(UserError, match="unknown"):
+        check_modes(["scratch", "distil"])
 
 
 def test_run_refuses_reserved_and_unknown_ratio(tmp_path):
     recipe = fake_recipe(tmp_path)
     with pytest.raises(UserError, match="--test_sets is set by the benchmark"):
         benchmark_cli.main(["run", "--recipe_dir", str(recipe), "--dry_run", "--", "--test_sets", "x"])
+    with pytest.raises(UserError, match="--student_seed is set by the benchmark"):
+        benchmark_cli.main(["run", "--recipe_dir", str(recipe), "--dry_run", "--", "--student_seed=4"])
     with pytest.raises(UserError, match="no student config for ratio 99"):
         benchmark_cli.main(["run", "--recipe_dir", str(recipe), "--ratios", "99", "--dry_run"])
     with pytest.raises(UserError, match="only the 'run' subcommand"):
@@ -576,7 +693,8 @@ def test_wrapper_passes_options(tmp_path):
     fake_py.chmod(0o755)
     proc = subprocess.run(
         ["local/benchmark.sh", "--ratios", "83", "--python", str(fake_py), "--student_args", "--max_epoch 1",
-         "--nbpe", "48", "--asr_args", "--max_epoch 1 --batch_bins 1", "--epoch_test_sets=dev test"],
+         "--nbpe", "48", "--allow_dirty", "--asr_args", "--max_epoch 1 --batch_bins 1", "--epoch_test_sets=dev test",
+         "--seeds", "4 5", "--seed_ratios=all"],
         cwd=recipe, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     argv = (tmp_path / "argv").read_text().splitlines()
@@ -584,5 +702,9 @@ def test_wrapper_passes_options(tmp_path):
     assert argv[argv.index("--ratios") + 1] == "83"
     assert "--student_args=--max_epoch 1" in argv
     assert argv[argv.index("--epoch_test_sets") + 1] == "dev test"
+    assert argv[argv.index("--seeds") + 1] == "4 5" and argv[argv.index("--seed_ratios") + 1] == "all"
+    assert argv[argv.index("--modes") + 1] == "scratch pruned control kd encrl"
+    assert argv[argv.index("--test_sets") + 1] == "dev test field_test"
+    assert "--allow_dirty" in argv[:argv.index("--")]
     assert argv[argv.index("--") + 1:] == ["--nbpe", "48", "--asr_args", "--max_epoch 1 --batch_bins 1"]
     assert argv[argv.index("--command") + 1].startswith("local/benchmark.sh --ratios 83")

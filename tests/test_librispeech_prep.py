@@ -177,7 +177,7 @@ def test_cli(tmp_path, capsys):
 # --------------------------------------------------------------------------
 # on the real (tiny) synthetic corpus
 # --------------------------------------------------------------------------
-@pytest.mark.parametrize("split", ["train", "dev", "test", "field"])
+@pytest.mark.parametrize("split", ["train", "dev", "test", "field_adapt", "field_test"])
 def test_tiny_corpus_splits(make_tiny_data_dir, tiny_corpus, split):
     d = make_tiny_data_dir(split)
     check_kaldi_dir(d)
@@ -200,13 +200,15 @@ def test_data_sh(tiny_corpus, tmp_path):
     cmd = ["bash", "local/data.sh", "--size", "tiny", "--seed", "0", "--nj", "1"]
     r = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr + r.stdout
-    for split in ("train", "dev", "test", "field"):
+    for split in ("train", "dev", "test", "field_adapt", "field_test"):
         check_kaldi_dir(recipe / "data" / split)
+    noise = (recipe / "data/noise/wav.scp").read_text().splitlines()
+    assert [line.split()[0] for line in noise] == ["noise-babble-0", "noise-hum-0", "noise-machine-0", "noise-pink-0"]
     r = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.count("already complete") == 4, r.stdout
+    assert r.returncode == 0 and r.stdout.count("already complete") == 5, r.stdout
     r = subprocess.run(["bash", "local/data.sh", "--bogus"], cwd=recipe, env=env,
                        capture_output=True, text=True)
     assert r.returncode != 0 and "unknown option: --bogus" in r.stderr
     r = subprocess.run(["bash", "local/data.sh", "--help"], cwd=recipe, env=env,
                        capture_output=True, text=True)
-    assert r.returncode == 0 and "--snr_db" in r.stdout
+    assert r.returncode == 0 and "--snr_db_range" in r.stdout

@@ -68,9 +68,11 @@ def test_all_stages_ran(tiny_run):
 
 def test_data_and_dump_dirs(tiny_run):
     recipe, _ = tiny_run
-    for dset in ("train", "dev", "test", "field"):
+    for dset in ("train", "dev", "test", "field_adapt", "field_test"):
         for f in ("wav.scp", "text", "utt2spk", "spk2utt"):
             assert (recipe / "data" / dset / f).is_file()
+    noise = (recipe / "data/noise/wav.scp").read_text().splitlines()
+    assert noise and all(Path(line.split(maxsplit=1)[1]).is_file() for line in noise)
     wav = (recipe / "dump/raw/test/wav.scp").read_text().splitlines()
     path = recipe / wav[0].split(maxsplit=1)[1]
     assert path.is_file() and path.suffix == ".flac"
@@ -86,7 +88,7 @@ def test_model_decoding_and_scoring(tiny_run):
     exp = sorted(recipe.glob("exp/asr_*_raw_bpe48"))[0]
     assert (exp / "valid.loss.ave.pth").is_file() and (exp / "config.yaml").is_file()
     ddir = decode_dir(recipe)
-    for dset in ("dev", "test", "field"):
+    for dset in ("dev", "test", "field_test"):
         hyp = (ddir / dset / "text").read_text().splitlines()
         ref = (recipe / "dump/raw" / dset / "text").read_text().splitlines()
         assert [h.split()[0] for h in hyp] == [r.split()[0] for r in ref]
@@ -95,7 +97,7 @@ def test_model_decoding_and_scoring(tiny_run):
         assert (ddir / dset / "score_cer" / "result.txt").is_file()
     results = (recipe / "RESULTS.md").read_text()
     assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in results
-    for dset in ("dev", "test", "field"):
+    for dset in ("dev", "test", "field_test"):
         assert f"{ddir.name}/{dset}|" in results
     assert "run.sh" in results or "lw.sh" in results
 
@@ -161,7 +163,7 @@ def test_missing_tool_is_named(tmp_path):
 def test_corrupt_audio_is_named(tmp_path, make_tiny_data_dir):
     """A corrupt audio file stops stage 3 with an error naming the utterance and the file."""
     recipe = make_recipe_copy(tmp_path / "lw1")
-    for dset in ("train", "dev", "test", "field"):
+    for dset in ("train", "dev", "test", "field_test"):
         src = make_tiny_data_dir(dset)
         shutil.copytree(src, recipe / "data" / dset)
     (recipe / "data" / ".done.stage1").touch()
@@ -259,9 +261,13 @@ def test_pack_export_and_transcribe_a_student(tiny_run):
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert len(lines) == 1 and lines[0].split()[0] == Path(wav).stem
-    # a re-run finds both stages done
-    again = run(recipe, "--stage", "14", "--stop_stage", "15", "--student_config", str(student), *TINY_ARGS)
+    # a re-run with the same options finds both stages done; with other export options it stops, naming them
+    again = run(recipe, "--stage", "14", "--stop_stage", "15", "--student_config", str(student),
+                "--export_parity_n", "5", *TINY_ARGS)
     assert "already packed: skipped" in again.stderr and "already exported: skipped" in again.stderr
+    other = run(recipe, "--stage", "15", "--stop_stage", "15", "--student_config", str(student), *TINY_ARGS,
+                check=False)
+    assert other.returncode != 0 and "export_parity_n: 5 -> 100" in other.stderr
 
 
 def test_scratch_and_pruned_baselines(tiny_run):

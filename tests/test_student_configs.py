@@ -55,10 +55,12 @@ def test_shipped_student_configs(reference, tmp_path, ratio):
     scratch = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / f"student_r{ratio}.yaml", "scratch", None)
     # the scratch baseline trains as many epochs as EncRL + fine-tune together
     assert scratch["scratch.yaml"]["max_epoch"] == encrl["max_epoch"] + ft["max_epoch"]
-    # and so does the pruned baseline (no EncRL step: all its epochs are CTC), with the reference's schedule
+    # and so does the pruned baseline (no EncRL step: all its epochs are CTC), with the fine-tune's schedule
+    # (scratch keeps the reference's: random weights need its warm-up)
     pruned = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / f"student_r{ratio}.yaml", "pruned", None)
     assert pruned["finetune.yaml"]["max_epoch"] == scratch["scratch.yaml"]["max_epoch"]
-    assert pruned["finetune.yaml"]["scheduler_conf"] == scratch["scratch.yaml"]["scheduler_conf"]
+    assert pruned["finetune.yaml"]["scheduler_conf"] == ft["scheduler_conf"]
+    assert scratch["scratch.yaml"]["scheduler_conf"] == ref["scheduler_conf"]
 
 
 def test_unknown_key_is_named(reference, tmp_path):
@@ -115,7 +117,7 @@ def test_student_config_schema(tmp_path):
     conf = StudentConfig.load(REPO / "conf" / "student_r67.yaml")
     assert conf.reduction == 0.667 and conf.num_blocks is None and conf.blocks_for(12) == 4
     assert set(conf.sections) == set(SECTIONS)
-    assert conf.sections["pruned"].blocks == "first" and conf.sections["encrl"].overrides["max_epoch"] == 1
+    assert conf.sections["pruned"].blocks == "last" and conf.sections["encrl"].overrides["max_epoch"] == 1
     assert conf.sections["encrl"].model_conf["alignment"]["mse"] == {"weight": 1.0, "target": "encoder"}
     explicit = StudentConfig.from_dict({"num_blocks": 3, "pruned": {"blocks": "0, 4,8"}}, tmp_path / "s.yaml")
     assert explicit.blocks_for(12) == 3 and explicit.sections["pruned"].blocks == [0, 4, 8]

@@ -1,9 +1,14 @@
-"""The students benchmark: reference, scratch / pruned / EncRL students, loss ablations, WER vs time.
+"""The students benchmark: reference, scratch / pruned / control / KD / EncRL students over seeds, loss
+ablations, time to a dev target, statistics, provenance.
 
 The command line is ``python -m espnet_lw.bin.benchmark {run,epochs,report}``; the work is here:
 
-* :mod:`~espnet_lw.benchmark.timing` - epoch wall times from ``train.log``, time to reach a WER,
-  the speed-ups;
+* :mod:`~espnet_lw.benchmark.timing` - epoch wall times and updates from ``train.log``, time to
+  reach a WER;
+* :mod:`~espnet_lw.benchmark.compare` - per ratio: seeds grouped, the dev target, cost to it,
+  speed-ups, mean / spread, paired bootstrap against EncRL;
+* :mod:`~espnet_lw.benchmark.bootstrap` - per-utterance word errors, the paired bootstrap;
+* :mod:`~espnet_lw.benchmark.provenance` - one clean commit: the checks and the record;
 * :mod:`~espnet_lw.benchmark.systems` - the systems of the exp tree (:class:`SystemDir`) and of
   benchmark.json (:class:`System`): discovery, parameter counts, final WERs, reference-cache time;
 * :mod:`~espnet_lw.benchmark.ablation` - loss names and the one-term ablation configs;
@@ -37,6 +42,7 @@ _HOMES = {
             "BEGIN_MARK",
             "END_MARK",
             "build_benchmark",
+            "copy_logs",
             "plot_wer_vs_time",
             "render_markdown",
             "replace_section",
@@ -44,23 +50,33 @@ _HOMES = {
         ],
         "report",
     ),
-    **dict.fromkeys(["RESERVED", "check_run_args", "enter_recipe", "plan", "run_all"], "runner"),
+    **dict.fromkeys(["MODES", "RESERVED", "check_run_args", "enter_recipe", "parse_seeds", "plan", "run_all",
+                     "seeds_for"], "runner"),
     **dict.fromkeys(
-        ["DEFAULT_DECODE", "KINDS", "System", "SystemDir", "discover_systems", "select_systems"], "systems"
+        ["BASELINES", "CACHE_USERS", "DEFAULT_DECODE", "KINDS", "System", "SystemDir", "discover_systems",
+         "read_student_json", "select_systems"], "systems"
     ),
     **dict.fromkeys(
         [
             "EpochTime",
-            "compute_speedups",
+            "cumulative",
+            "first_crossing",
+            "mean_curve",
             "parse_epoch_times",
             "parse_timespan",
             "ratio_key",
             "seconds_list",
             "speedup",
             "time_to_reach",
+            "time_to_target",
+            "updates_list",
         ],
         "timing",
     ),
+    **dict.fromkeys(["compare", "compare_ratio", "group_runs", "run_costs", "wer_stats"], "compare"),
+    **dict.fromkeys(["BootstrapResult", "mean_errors", "paired_bootstrap", "utterance_errors", "word_errors"],
+                    "bootstrap"),
+    **dict.fromkeys(["RECIPE_OUTPUTS", "check_report", "check_run", "git_state"], "provenance"),
 }
 
 __all__ = sorted(_HOMES)

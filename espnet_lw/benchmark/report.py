@@ -1,15 +1,19 @@
-"""The benchmark's report: benchmark.json, the RESULTS.md section and the WER-vs-time plot.
+"""The benchmark's report: benchmark.json, the RESULTS.md section, the plot and the logs behind them.
 
 Built from the exp tree as it is (no training, no decoding): the systems found by
-:func:`~espnet_lw.benchmark.systems.discover_systems`, their ``train.log`` epoch times, final
-sclite WERs and cached per-epoch WERs (:mod:`espnet_lw.benchmark.epochs`), and the speed-ups of
-:mod:`espnet_lw.benchmark.timing`.
+:func:`~espnet_lw.benchmark.systems.discover_systems` (one per run: seeds are runs of one system),
+their ``train.log`` epoch times and update counts, final sclite WERs and per-utterance errors, cached
+per-epoch WERs (:mod:`espnet_lw.benchmark.epochs`); the comparison of each ratio (dev target, cost to
+it, statistics, bootstrap) is :mod:`espnet_lw.benchmark.compare`; where the numbers come from (commit,
+clean tree, command, machine) is :mod:`espnet_lw.benchmark.provenance`.
 
-The x axis of the plot is *student training wall time*: an EncRL student's curve starts after
-its EncRL epochs and the reference-target cache (``dump_reference_targets``, timed in
-``stage_times.tsv``), which is counted in full for every EncRL student (conservative;
-``speedup_to_target_amortised`` shares it among the EncRL students). The reference's own
-training is not counted: it is the model being compressed.
+The x axis of the plot is *student training wall time*: a KD or EncRL student's curve starts after
+its share of the reference-target cache and (EncRL) its EncRL epochs. The reference's own training is
+not counted: it is the model being compressed.
+
+Next to RESULTS.md, ``logs/benchmark/`` gets the logs behind every number (rewritten by each report):
+the epoch-summary lines of every ``train.log``, per-epoch costs and WERs, the per-utterance errors the
+bootstrap resamples, ``stage_times.tsv`` and the provenance record.
 """
 
 from __future__ import annotations
@@ -20,18 +24,33 @@ import logging
 import platform
 import shutil
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
+from espnet_lw.benchmark.bootstrap import utterance_errors
+from espnet_lw.benchmark.compare import MEASURES, compare, run_costs
 from espnet_lw.benchmark.epochs import load_epoch_cache, wer_per_epoch
+from espnet_lw.benchmark.provenance import data_fingerprint
 from espnet_lw.benchmark.systems import (
+    CACHE_USERS,
+    DEFAULT_DECODE,
     System,
+    SystemDir,
     discover_systems,
     final_wers,
     primary_reference,
+    read_accum_grad,
     read_params,
+    read_student_json,
     reference_cache_seconds,
+    train_audio_seconds,
 )
-from espnet_lw.benchmark.timing import compute_speedups, parse_epoch_times, ratio_key, seconds_list
+from espnet_lw.benchmark.timing import (
+    epoch_summary_lines,
+    mean_curve,
+    parse_epoch_times,
+    seconds_list,
+    updates_list,
+)
 from espnet_lw.utils.cli import UserError
 from espnet_lw.utils.env import (
     cpu_description,
@@ -42,7 +61,7 @@ from espnet_lw.utils.env import (
     human_duration,
     package_version,
 )
-from espnet_lw.utils.io import atomic_write_text
+from espnet_lw.utils.io import atomic_write_text, load_yaml
 
 BEGIN_MARK = "<!-- benchmark:begin -->"
 END_MARK = "<!-- benchmark:end -->"
@@ -65,73 +84,121 @@ def environment() -> dict:
     }
 
 
+#: keys of earlier versions of benchmark.json that this report owns and no longer writes
+RETIRED_KEYS = ("speedup_to_target", "speedup_to_target_finetune_only", "speedup_to_target_amortised",
+                "speedup_details")
+
+DEFINITIONS = {
+    "ratio": "fraction of the reference's encoder blocks removed",
+    "seeds": "every student run is trained with an explicit --student_seed; the runs of one system (its seeds) "
+             "share a group name (the exp dir name without _seed<N>)",
+    "wer": "sclite WER (%) of the final model (valid.loss.ave.pth, CTC greedy) on each test set, decoded once",
+    "wer_per_epoch": "CTC-greedy WER of every epoch checkpoint on the epoch test sets (dev only by default)",
+    "target": "per ratio: the scratch system's WER at its last epoch on the target set (dev), the mean over its "
+              "seeds where it has several; test is never used for the target",
+    "cost_to_target": "first epoch at which the system's mean (over seeds) per-epoch target-set WER <= target; "
+                      "cost = mean over seeds of everything paid up to that epoch: share of the reference-target "
+                      "cache (KD/EncRL: cache wall time / number of runs reading it), all EncRL epochs, CTC "
+                      "epochs up to the crossing. wall_seconds: train+valid epoch times from train.log; updates: "
+                      "optimizer steps (train.log total_count differences // accum_grad); audio_seconds: "
+                      "training audio processed (epochs x training-set duration, the cache share as a fraction "
+                      "of one pass)",
+    "speedup": "cost of the scratch system (or of the fastest baseline, per measure) / cost of the system, both to "
+               "the same dev target",
+    "bootstrap": "paired bootstrap over utterances (1000 resamples, fixed seed, 95 % percentile interval) of "
+                 "WER(system) - WER(main EncRL) in WER points, per-utterance errors averaged over seeds",
+    "train_seconds": "sum of train+valid epoch times of the run; KD/EncRL: plus EncRL epochs and the cache share",
+}
+
+
+def _utt_errors(exp: Path, decode: Optional[str], sets: Sequence[str]) -> Dict[str, dict]:
+    ddir = exp / (decode or DEFAULT_DECODE)
+    if not decode and not ddir.is_dir():
+        dirs = sorted(p for p in exp.glob("decode_*") if p.is_dir())
+        ddir = dirs[0] if dirs else ddir
+    out = {}
+    for dset in sets:
+        sdir = ddir / dset / "score_wer"
+        if (sdir / "ref.trn").is_file() and (sdir / "hyp.trn").is_file():
+            out[dset] = utterance_errors(sdir)
+    return out
+
+
+def collect_systems(expdir: Path, dirs: Sequence[SystemDir], test_sets: Sequence[str], epoch_sets: Sequence[str],
+                    decode: Optional[str], cache_secs: float, base: Path) -> List[System]:
+    """The :class:`System` record of every run of ``dirs``."""
+    n_users = sum(1 for s in dirs if s.kind in CACHE_USERS)
+    share = round(cache_secs / n_users, 3) if n_users else 0.0
+    systems = []
+    for s in dirs:
+        parsed = parse_epoch_times(s.exp / "train.log")
+        times = seconds_list(parsed)
+        updates = updates_list(parsed, read_accum_grad(s.conf))
+        encrl_secs = encrl_epochs = encrl_updates = None
+        if s.kind == "encrl":
+            enc_parsed = parse_epoch_times(s.exp / "encrl" / "train.log")
+            encrl_times = seconds_list(enc_parsed)
+            encrl_secs, encrl_epochs = round(sum(encrl_times), 3), len(encrl_times)
+            enc_conf = s.exp / "encrl" / "config.yaml"
+            accum = read_accum_grad(load_yaml(enc_conf, "EncRL config", allow_empty=True)) if enc_conf.is_file() else 1
+            enc_updates = updates_list(enc_parsed, accum)
+            encrl_updates = None if any(u is None for u in enc_updates) else sum(enc_updates)
+        cache = load_epoch_cache(expdir, s.name)
+        own_share = share if s.kind in CACHE_USERS else 0.0
+        systems.append(System(
+            name=s.name, kind=s.kind, ratio=s.ratio, loss=s.loss, params=read_params(s.exp),
+            epochs=len(times), train_seconds=round(sum(times) + (encrl_secs or 0.0) + own_share, 3),
+            wer=final_wers(s.exp, test_sets, decode),
+            wer_per_epoch={d: wer_per_epoch(cache, d, len(times)) for d in epoch_sets},
+            seconds_per_epoch=times, encrl_seconds=encrl_secs, encrl_epochs=encrl_epochs,
+            group=None if s.kind == "reference" else s.group, seed=s.seed, init=s.init,
+            identity=None if s.kind == "reference" else s.identity,
+            updates_per_epoch=updates, encrl_updates=encrl_updates,
+            train_audio_seconds=train_audio_seconds(s.conf, base), cache_share_seconds=own_share,
+        ))
+    return systems
+
+
 def build_benchmark(expdir: Path, test_sets: Sequence[str], epoch_sets: Sequence[str], command: Optional[str],
                     decode: Optional[str] = None, ref_exp: Optional[Path] = None,
-                    env: Optional[dict] = None) -> dict:
-    """benchmark.json's content from the exp tree (no training, no decoding)."""
+                    env: Optional[dict] = None, provenance: Optional[dict] = None, base: Optional[Path] = None,
+                    dumpdir: Optional[Path] = None, resamples: int = 1000, seed: int = 0,
+                    with_errors: bool = False) -> dict:
+    """benchmark.json's content from the exp tree (no training, no decoding).
+
+    ``epoch_sets[0]`` is the target set (dev); the bootstrap runs on every set of ``test_sets``.
+    ``base``: the dir the training configs' relative paths start from (the recipe dir; default: cwd).
+    ``with_errors``: also return the per-utterance errors under ``"_utt_errors"`` (for the logs).
+    """
     dirs = discover_systems(expdir, ref_exp)
     if not dirs:
         raise UserError("no trained reference or student under the expdir", str(expdir),
                         "run local/benchmark.sh (or ./run.sh) first")
+    base = Path.cwd() if base is None else base
     primary = primary_reference(dirs, ref_exp)
     cache_secs = round(reference_cache_seconds(expdir, primary), 3)
-    systems: List[System] = []
-    for s in dirs:
-        times = seconds_list(parse_epoch_times(s.exp / "train.log"))
-        encrl_secs = encrl_epochs = None
-        if s.kind == "encrl":
-            encrl_times = seconds_list(parse_epoch_times(s.exp / "encrl" / "train.log"))
-            encrl_secs, encrl_epochs = round(sum(encrl_times), 3), len(encrl_times)
-        cache = load_epoch_cache(expdir, s.name)
-        train = sum(times) + ((encrl_secs or 0.0) + cache_secs if s.kind == "encrl" else 0.0)
-        systems.append(System(
-            name=s.name, kind=s.kind, ratio=s.ratio, loss=s.loss, params=read_params(s.exp),
-            epochs=len(times), train_seconds=round(train, 3),
-            wer=final_wers(s.exp, test_sets, decode),
-            wer_per_epoch={d: wer_per_epoch(cache, d, len(times)) for d in epoch_sets},
-            seconds_per_epoch=times, encrl_seconds=encrl_secs, encrl_epochs=encrl_epochs,
-        ))
-    speed_set = epoch_sets[0] if epoch_sets else None
-    n_encrl = sum(1 for s in systems if s.kind == "encrl")
-    full, ft_only, amort, details = {}, {}, {}, {}
-    for ratio in sorted({s.ratio for s in systems if s.kind == "encrl" and s.ratio is not None}):
-        scratch = _main_system(systems, "scratch", ratio)
-        encrl = _main_system(systems, "encrl", ratio)
-        if scratch is None or encrl is None or speed_set is None:
-            continue
-        r = compute_speedups(scratch, encrl, cache_secs, n_encrl, speed_set)
-        key = ratio_key(ratio)
-        full[key], ft_only[key], amort[key], details[key] = r["full"], r["finetune_only"], r["amortised"], r["details"]
-    return {
+    systems = collect_systems(expdir, dirs, test_sets, epoch_sets, decode, cache_secs, base)
+    n_users = sum(1 for s in systems if s.kind in CACHE_USERS)
+    errors = {s.name: _utt_errors(d.exp, decode, test_sets) for s, d in zip(systems, dirs) if s.kind != "reference"}
+    target_set = epoch_sets[0] if epoch_sets else None
+    comparison = compare(systems, target_set, list(test_sets), n_users, errors, resamples, seed) if target_set else {}
+    bench = {
         "systems": [s.to_dict() for s in systems],
-        "speedup_to_target": full,
-        "speedup_to_target_finetune_only": ft_only,
-        "speedup_to_target_amortised": amort,
-        "speedup_details": details,
-        "reference_cache_seconds": cache_secs,
+        "comparison": comparison,
+        "target_set": target_set,
         "epoch_test_sets": list(epoch_sets),
-        "definitions": {
-            "ratio": "fraction of the reference's encoder blocks removed",
-            "train_seconds": "sum of train+valid epoch times of the CTC model; for encrl also the EncRL epochs "
-                             "and the reference-target cache (counted in full)",
-            "speedup_to_target": "scratch seconds / (EncRL + reference-target cache + fine-tune seconds until the "
-                                 "EncRL student's WER <= the scratch student's last-epoch WER)",
-            "speedup_to_target_finetune_only": "scratch seconds / fine-tune seconds until that WER (paper's count)",
-            "speedup_to_target_amortised": "as speedup_to_target, the cache shared among the EncRL students",
-        },
+        "test_sets": list(test_sets),
+        "reference_cache_seconds": cache_secs,
+        "cache_users": n_users,
+        "definitions": DEFINITIONS,
         "command": command,
+        "provenance": provenance,
+        "data": data_fingerprint(dumpdir, sorted(set(test_sets) | set(epoch_sets))) if dumpdir else {},
         "environment": env if env is not None else environment(),
     }
-
-
-def _main_system(systems: Sequence[System], kind: str, ratio: Optional[float]) -> Optional[System]:
-    """The system of ``kind`` at ``ratio`` the speed-up uses: for encrl the clip+mse one; shortest name."""
-    if ratio is None:
-        return None
-    cands = [s for s in systems if s.kind == kind and s.ratio is not None and abs(s.ratio - ratio) < 1e-6]
-    if kind == "encrl":
-        cands = [s for s in cands if s.loss == "clip+mse"] or cands
-    return min(cands, key=lambda s: (len(s.name), s.name)) if cands else None
+    if with_errors:
+        bench["_utt_errors"] = errors
+    return bench
 
 
 def _fmt_wer(w: Optional[float]) -> str:
@@ -142,57 +209,110 @@ def _fmt_ratio(r: Optional[float]) -> str:
     return "?" if r is None else f"{r:g}"
 
 
-def _fmt_speed(x: Optional[float]) -> str:
-    return "not reached" if x is None else f"{x:.2f}x"
+def _fmt_x(x: Optional[float]) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _fmt_stats(st: Optional[dict]) -> str:
+    """``39.2 ± 0.8 (n=3, 38.4-40.1)``; one run: ``39.2 (n=1)``."""
+    if not st or st.get("mean") is None:
+        return "-"
+    if st["n"] == 1:
+        return f"{st['mean']:.1f} (n=1)"
+    return f"{st['mean']:.1f} ± {st['std']:.1f} (n={st['n']}, {st['min']:.1f}-{st['max']:.1f})"
+
+
+def _fmt_boot(b: Optional[dict]) -> str:
+    if not b:
+        return "-"
+    mark = " *" if b["excludes_zero"] else ""
+    return f"{b['delta']:+.1f} [{b['low']:+.1f}, {b['high']:+.1f}]{mark}"
+
+
+def _fmt_updates(u: Optional[float]) -> str:
+    return "-" if u is None else f"{u:,.0f}"
+
+
+def warning_lines(prov: Optional[dict]) -> List[str]:
+    """The visible warning of a benchmark that is not one clean run (empty when it is)."""
+    if prov is None:
+        return ["> **WARNING: no provenance recorded** (written without `benchmark report`'s checks): the commit "
+                "and tree state behind these numbers are unknown.", ""]
+    if not prov.get("warnings"):
+        return []
+    lines = ["> **WARNING: not one clean benchmark run**; these numbers may not be reproducible from the commit "
+             "below:"]
+    lines += [f"> - {w}" for w in prov["warnings"]]
+    return lines + [""]
 
 
 def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[str]) -> str:
     """The RESULTS.md section between the benchmark markers."""
-    systems = [System.from_dict(s) for s in bench["systems"]]
-    lines = [BEGIN_MARK, "## Benchmark: light-weight students", "",
-             "Written by `python -m espnet_lw.bin.benchmark` (numbers also in `benchmark.json`). "
-             "WER: sclite, CTC greedy, final model (`valid.loss.ave.pth`). Epochs: EncRL + fine-tune for "
-             "EncRL students (`epochs` in the json counts the CTC epochs, `encrl_epochs` the others). "
-             "Train time: summed train+valid "
-             "epoch times from `train.log`; for EncRL students EncRL + reference-target cache + fine-tune "
-             "(fine-tune alone in brackets). Rel. impr.: (WER scratch - WER) / WER scratch at the same ratio.",
-             "", "```sh", bench.get("command") or "(command not recorded)", "```", ""]
-    head = ["system", "kind", "ratio", "loss", "params", "epochs", "train time"]
-    head += [f"WER {d}" for d in test_sets] + ["rel. WER impr. vs scratch"]
-    lines += ["|" + "|".join(head) + "|", "|" + "---|" * len(head)]
-    for s in systems:
-        t = human_duration(s.train_seconds)
-        if s.kind == "encrl":
-            t += f" (ft {human_duration(sum(s.seconds_per_epoch))})"
-        params = "-" if s.params is None else f"{s.params / 1e6:.2f} M"
-        impr = "-"
-        if s.kind in ("encrl", "pruned"):
-            scratch = _main_system(systems, "scratch", s.ratio)
-            if scratch is not None:
-                cells = []
-                for d in test_sets:
-                    a, b = scratch.wer.get(d), s.wer.get(d)
-                    if a is not None and b is not None and a > 0:
-                        cells.append(f"{d} {100 * (a - b) / a:+.1f}%")
-                impr = ", ".join(cells) or "-"
-        epochs = str(s.epochs) if not s.encrl_epochs else f"{s.encrl_epochs} + {s.epochs}"
-        row = [s.name, s.kind, _fmt_ratio(s.ratio), s.loss or "-", params, epochs, t]
-        row += [_fmt_wer(s.wer.get(d)) for d in test_sets] + [impr]
-        lines.append("|" + "|".join(row) + "|")
-    lines += ["", f"Speed-up to reach the scratch student's last-epoch WER on "
-                  f"`{(bench.get('epoch_test_sets') or ['?'])[0]}` (scratch wall time / EncRL student's):", ""]
-    if not bench["speedup_to_target"]:
-        lines.append("- not available (needs a scratch and an EncRL student at the same ratio, with per-epoch WERs)")
-    for key, det in bench["speedup_details"].items():
-        ep = det["reached_epoch"]
-        lines.append(
-            f"- ratio {key} (`{det['encrl_system']}` vs `{det['scratch_system']}`, target WER "
-            f"{_fmt_wer(det['target_wer'])}%{'' if ep is None else f', reached at fine-tune epoch {ep}'}): "
-            f"fine-tune only {_fmt_speed(bench['speedup_to_target_finetune_only'][key])} (the paper's count); "
-            f"whole student cost {_fmt_speed(bench['speedup_to_target'][key])} "
-            f"(EncRL + reference targets counted in full); "
-            f"{_fmt_speed(bench['speedup_to_target_amortised'][key])} with the reference targets "
-            f"({human_duration(det['reference_cache_seconds'])}) shared by {det['n_encrl_students']} EncRL students")
+    prov = bench.get("provenance")
+    target_set = bench.get("target_set") or "dev"
+    boot_set = "test" if "test" in test_sets else next((d for d in test_sets if d != target_set), None)
+    lines = [BEGIN_MARK, "## Benchmark: light-weight students", ""]
+    lines += warning_lines(prov)
+    if prov:
+        m = prov.get("machine") or {}
+        lines.append(f"One command at commit `{prov.get('commit')}` "
+                     f"({'clean tree' if prov.get('clean') else 'NOT a clean tree, see the warning'}; "
+                     f"{len(prov.get('runs') or [])} invocation(s)), on {m.get('cpu', '?')}"
+                     f"{'' if not m.get('gpu') or m.get('gpu') == 'none detected' else ', GPU ' + m['gpu']}:")
+    lines += ["", "```sh", bench.get("command") or "(command not recorded)", "```", ""]
+    lines.append(
+        f"Written by `python -m espnet_lw.bin.benchmark report` (numbers in `benchmark.json`, the logs behind them "
+        f"in `logs/benchmark/`). WER: sclite, CTC greedy, final model (`valid.loss.ave.pth`), each test set decoded "
+        f"once per final model; mean ± std over seeds (n runs, min-max). Target: the scratch system's last-epoch "
+        f"`{target_set}` WER at that ratio (mean over its seeds); `test` is not used for it. Cost to target: to the "
+        f"first epoch where the system's mean `{target_set}` curve reaches the target, everything it paid "
+        f"(KD/EncRL: share of the reference-target cache; EncRL: all EncRL epochs; then CTC epochs), mean over "
+        f"seeds; wall = train+valid epoch time, updates = optimizer steps. Speed-ups: scratch's cost (or the "
+        f"fastest baseline's, per measure) / the system's. Δ: WER(system) - WER(EncRL) on `{boot_set}`, paired "
+        f"bootstrap 95 % interval over utterances (* : excludes 0; positive: EncRL better).")
+    head = ["system", "kind", "init", "params", "epochs"] + [f"WER {d}" for d in test_sets]
+    head += [f"Δ {boot_set} vs EncRL [95 % CI]", "to target: wall", "updates", "speed-up vs scratch (wall / upd.)",
+             "vs fastest baseline (wall / upd.)"]
+    for key, comp in (bench.get("comparison") or {}).items():
+        t = comp["target"]
+        tw = "not available" if t["wer"] is None else f"{t['wer']:.2f} % ({t['how']})"
+        lines += ["", f"### Ratio {key}: dev target {tw}", ""]
+        lines += ["|" + "|".join(head) + "|", "|" + "---|" * len(head)]
+        for row in comp["systems"]:
+            c = row["cost_to_target"]
+            params = "-" if row["params"] is None else f"{row['params'] / 1e6:.2f} M"
+            epochs = str(row["epochs"]) if not row["encrl_epochs"] else f"{row['encrl_epochs']} + {row['epochs']}"
+            name = row["name"] + (" (ablation)" if row["role"] == "ablation" else "")
+            if row["loss"]:
+                name += f" [{row['loss']}]"
+            boot = "(reference point)"
+            if row["role"] != "main":
+                boot = _fmt_boot(((row.get("bootstrap_vs_encrl") or {}).get(boot_set)) if boot_set else None)
+            if c["reached"]:
+                wall = f"{human_duration(c['wall_seconds'])} (ep. {c['epoch']}/{c['epochs_total']})"
+            else:
+                wall = "not reached"
+            vs_s = row["speedup_vs_scratch"]
+            fast = row.get("speedup_vs_fastest_baseline")
+            fast_txt = "-" if not fast else (f"{_fmt_x(fast['wall_seconds']['speedup'])} / "
+                                             f"{_fmt_x(fast['updates']['speedup'])} "
+                                             f"(`{fast['wall_seconds']['baseline']}`"
+                                             + ("" if fast["updates"]["baseline"] == fast["wall_seconds"]["baseline"]
+                                                else f" / `{fast['updates']['baseline']}`") + ")")
+            cells = [name, row["kind"], row["init"] or "-", params, epochs]
+            cells += [_fmt_stats(row["wer"].get(d)) for d in test_sets]
+            cells += [boot, wall, _fmt_updates(c["updates"]),
+                      f"{_fmt_x(vs_s['wall_seconds'])} / {_fmt_x(vs_s['updates'])}", fast_txt]
+            lines.append("|" + "|".join(cells) + "|")
+    refs = [System.from_dict(s) for s in bench["systems"] if s["kind"] == "reference"]
+    for r in refs:
+        wers = ", ".join(f"{d} {_fmt_wer(r.wer.get(d))}" for d in test_sets)
+        lines += ["", f"Reference `{r.name}`: {'-' if r.params is None else f'{r.params / 1e6:.2f} M'} params, "
+                      f"{r.epochs} epochs, WER {wers}. Reference-target cache: "
+                      f"{human_duration(bench.get('reference_cache_seconds') or 0.0)}, shared by "
+                      f"{bench.get('cache_users', 0)} KD/EncRL runs."]
+    if not bench.get("comparison"):
+        lines += ["", "No comparison: no student with per-epoch WERs on the target set yet."]
     if plot_name:
         lines += ["", f"![WER vs student training wall time]({plot_name})"]
     lines.append(END_MARK)
@@ -209,38 +329,46 @@ def replace_section(text: str, section: str) -> str:
 
 
 def plot_wer_vs_time(bench: dict, out: Path, dset: Optional[str]) -> bool:
-    """WER on ``dset`` against cumulative student training wall time, one line per system."""
+    """Mean (over seeds) WER on ``dset`` against the mean cumulative training wall time, one line per
+    system; a KD / EncRL system's line starts after its cache share and EncRL epochs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"reference": "black", "scratch": "tab:red", "pruned": "tab:orange", "encrl": "tab:blue"}
-    styles = {"clip+mse": "-", "mse": "--", "clip": ":"}
+    colors = {"reference": "black", "scratch": "tab:red", "pruned": "tab:orange", "control": "tab:green",
+              "kd": "tab:purple", "encrl": "tab:blue"}
     markers = {0.0: "D", 0.5: "o", 0.667: "s", 0.833: "^"}
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    systems = [System.from_dict(d) for d in bench["systems"]]
+    n_users = bench.get("cache_users") or 0
+    mains = {c.get("main_encrl") for c in (bench.get("comparison") or {}).values()}
+    groups: Dict[str, List[System]] = {}
+    for s in systems:
+        groups.setdefault(s.group or s.name, []).append(s)
     n = 0
-    for s in (System.from_dict(d) for d in bench["systems"]):
-        wers = s.wer_curve(dset)
-        offset = (s.encrl_seconds or 0.0) + bench["reference_cache_seconds"] if s.kind == "encrl" else 0.0
-        xs, ys, cum = [], [], offset
-        for w, sec in zip(wers, s.seconds_per_epoch):
-            cum += sec
-            if w is not None:
-                xs.append(cum / 60.0)
-                ys.append(w)
-        if not xs:
+    for name, runs in groups.items():
+        first = runs[0]
+        wers = mean_curve([r.wer_curve(dset) for r in runs])
+        walls = mean_curve([run_costs(r, n_users)["wall_seconds"] for r in runs])
+        pts = [(x / 60.0, w) for x, w in zip(walls, wers) if x is not None and w is not None]
+        if not pts:
             continue
-        ax.plot(xs, ys, marker=markers.get(s.ratio, "x"), markersize=4, color=colors.get(s.kind, "gray"),
-                linestyle=styles.get(s.loss or "", "-"), alpha=0.6 + 0.4 * (1 - (s.ratio or 0.0)),
-                label=f"{s.name} ({s.kind}, ratio {_fmt_ratio(s.ratio)})")
+        ablation = first.kind == "encrl" and name not in mains
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers.get(first.ratio, "x"), markersize=4,
+                color=colors.get(first.kind, "gray"), linestyle=":" if ablation else "-",
+                alpha=0.5 + 0.5 * (1 - (first.ratio or 0.0)),
+                label=f"{name} ({first.kind}, ratio {_fmt_ratio(first.ratio)}, n={len(runs)})")
         n += 1
-    ax.set_xlabel("student training wall time (minutes; EncRL students start after EncRL + reference targets)")
-    ax.set_ylabel(f"WER on {dset} (%)")
-    ax.set_title("WER vs training wall time (CTC greedy, every epoch)")
+    for comp in (bench.get("comparison") or {}).values():
+        if comp["target"]["wer"] is not None:
+            ax.axhline(comp["target"]["wer"], color="gray", linewidth=0.6, linestyle="--")
+    ax.set_xlabel("training wall time (minutes; KD/EncRL after their cache share and EncRL epochs), mean over seeds")
+    ax.set_ylabel(f"WER on {dset} (%), mean over seeds")
+    ax.set_title("WER vs training wall time (CTC greedy, every epoch; dashed: the dev targets)")
     ax.grid(True, alpha=0.3)
     if n:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     else:
         ax.text(0.5, 0.5, "no per-epoch WERs yet (python -m espnet_lw.bin.benchmark epochs)",
                 ha="center", va="center", transform=ax.transAxes)
@@ -252,24 +380,89 @@ def plot_wer_vs_time(bench: dict, out: Path, dset: Optional[str]) -> bool:
 
 
 def keep_foreign_keys(path: Path, bench: dict) -> dict:
-    """``bench`` plus the top-level keys of an existing ``path`` that other tools own (e.g. ``device``)."""
+    """``bench`` plus the top-level keys of an existing ``path`` that other tools own (e.g. ``device``);
+    keys this report wrote in earlier versions (:data:`RETIRED_KEYS`) are dropped."""
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return bench
     if not isinstance(old, dict):
         return bench
-    return {**bench, **{k: v for k, v in old.items() if k not in bench}}
+    return {**bench, **{k: v for k, v in old.items() if k not in bench and k not in RETIRED_KEYS}}
+
+
+def _tsv(rows: Sequence[Sequence[object]]) -> str:
+    return "".join("\t".join("" if v is None else str(v) for v in row) + "\n" for row in rows)
+
+
+def copy_logs(dest: Path, expdir: Path, dirs: Sequence[SystemDir], bench: dict, errors: Dict[str, dict]) -> None:
+    """The logs behind every number, small, into ``dest`` (emptied first: it is the report's own):
+
+    ``<run>.train.log`` / ``<run>.encrl.train.log`` (the epoch-summary lines only), ``<run>.epochs.tsv``
+    (per epoch: wall seconds, updates, cumulative cost with what was paid before, WER per epoch set),
+    ``<run>.student.json``, ``<set>.utt_errors.tsv`` (per utterance: reference words and each run's
+    word errors: what the bootstrap resamples), ``stage_times.tsv``, ``provenance.json``.
+    """
+    if dest.is_dir():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    by_name = {s["name"]: System.from_dict(s) for s in bench["systems"]}
+    n_users = bench.get("cache_users") or 0
+    for d in dirs:
+        s = by_name[d.name]
+        lines = epoch_summary_lines(d.exp / "train.log")
+        if lines:
+            (dest / f"{d.name}.train.log").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        enc = epoch_summary_lines(d.exp / "encrl" / "train.log")
+        if enc:
+            (dest / f"{d.name}.encrl.train.log").write_text("\n".join(enc) + "\n", encoding="utf-8")
+        student = read_student_json(d.exp)
+        if student is not None:
+            (dest / f"{d.name}.student.json").write_text(json.dumps(student, indent=1) + "\n", encoding="utf-8")
+        sets = sorted(s.wer_per_epoch)
+        costs = run_costs(s, n_users) if s.kind != "reference" else None
+        head = ["epoch", "wall_seconds", "updates"] + ([f"cum_{m}" for m in MEASURES] if costs else [])
+        rows = [head + [f"wer_{x}" for x in sets]]
+        for e in range(1, len(s.seconds_per_epoch) + 1):
+            row = [e, s.seconds_per_epoch[e - 1],
+                   s.updates_per_epoch[e - 1] if e - 1 < len(s.updates_per_epoch) else None]
+            if costs:
+                row += [None if costs[m][e - 1] is None else round(costs[m][e - 1], 3) for m in MEASURES]
+            row += [s.wer_curve(x)[e - 1] if e - 1 < len(s.wer_curve(x)) else None for x in sets]
+            rows.append(row)
+        (dest / f"{d.name}.epochs.tsv").write_text(_tsv(rows), encoding="utf-8")
+    for dset in bench.get("test_sets") or []:
+        names = [n for n in sorted(errors) if dset in errors[n]]
+        if not names:
+            continue
+        utts = sorted(set().union(*(errors[n][dset] for n in names)))
+        rows = [["utterance", "ref_words"] + names]
+        for u in utts:
+            nref = next((errors[n][dset][u][1] for n in names if u in errors[n][dset]), None)
+            rows.append([u, nref] + [errors[n][dset].get(u, (None,))[0] for n in names])
+        (dest / f"{dset}.utt_errors.tsv").write_text(_tsv(rows), encoding="utf-8")
+    for src in (expdir / "stage_times.tsv", expdir / "benchmark" / "provenance.json"):
+        if src.is_file():
+            shutil.copyfile(src, dest / src.name)
 
 
 def write_report(recipe: Path, expdir: Path, test_sets: Sequence[str], epoch_sets: Sequence[str],
                  command: Optional[str], decode: Optional[str] = None, ref_exp: Optional[Path] = None,
-                 results: str = "RESULTS.md", env: Optional[dict] = None) -> dict:
-    """Write benchmark.json, the plot and the RESULTS.md section (+ copies next to RESULTS.md)."""
+                 results: str = "RESULTS.md", env: Optional[dict] = None, provenance: Optional[dict] = None,
+                 dumpdir: Optional[Path] = None, logs: Optional[str] = "logs/benchmark") -> dict:
+    """Write benchmark.json, the plot, the RESULTS.md section and the logs (copies next to RESULTS.md).
+
+    ``provenance``: from :func:`espnet_lw.benchmark.provenance.check_report` (``None``: not checked, and
+    the section says so). ``logs``: the logs dir relative to RESULTS.md's dir (``None``: none written).
+    """
     bdir = expdir / "benchmark"
+    if command is None and provenance:
+        command = provenance.get("command")
     if command is None and (bdir / "benchmark.json").is_file():
         command = json.loads((bdir / "benchmark.json").read_text(encoding="utf-8")).get("command")
-    bench = build_benchmark(expdir, test_sets, epoch_sets, command, decode, ref_exp, env)
+    bench = build_benchmark(expdir, test_sets, epoch_sets, command, decode, ref_exp, env, provenance,
+                            base=recipe, dumpdir=dumpdir, with_errors=True)
+    errors = bench.pop("_utt_errors")
     results_path = recipe / results
     for path in (bdir / "benchmark.json", results_path.parent / "benchmark.json"):
         atomic_write_text(path, json.dumps(keep_foreign_keys(path, bench), indent=1) + "\n")
@@ -277,6 +470,8 @@ def write_report(recipe: Path, expdir: Path, test_sets: Sequence[str], epoch_set
     plot_wer_vs_time(bench, plot, epoch_sets[0] if epoch_sets else None)
     plot_copy = results_path.parent / "benchmark_wer_vs_time.png"
     shutil.copyfile(plot, plot_copy)
+    if logs:
+        copy_logs(results_path.parent / logs, expdir, discover_systems(expdir, ref_exp), bench, errors)
     old = results_path.read_text(encoding="utf-8") if results_path.is_file() else ""
     atomic_write_text(results_path, replace_section(old, render_markdown(bench, test_sets, plot_copy.name)))
     logging.info("wrote %s, %s, %s and the section of %s", bdir / "benchmark.json", plot, plot_copy, results_path)

@@ -1,18 +1,15 @@
-"""Wall time of training, from ESPnet's ``train.log``, and the speed-ups built on it.
+"""Cost of training, from ESPnet's ``train.log``, and the time-to-target arithmetic built on it.
 
-Per epoch: ESPnet's ``<N>epoch results: [train] ... time=... [valid] ... time=...`` lines of
-each ``train.log`` (train + validation).
+Per epoch, ESPnet's ``<N>epoch results: [train] ... time=..., total_count=... [valid] ... time=...``
+lines of each ``train.log`` give the wall time (train + validation) and the cumulative number of
+training iterations (``total_count``); optimizer updates of an epoch = its iterations // ``accum_grad``
+(the trainer steps every ``accum_grad`` iterations).
 
-Speed-up of one ratio (key: the ratio of removed blocks, e.g. ``"0.667"``): target = the WER
-(first ``--epoch_test_sets`` set) of the scratch student at its last epoch; ``t_scratch`` = the
-scratch student's summed epoch times; ``e`` = the first fine-tune epoch of the EncRL student
-(loss clip+mse) whose WER is <= target, ``t_ft(e)`` its summed fine-tune epoch times up to ``e``:
-
-* ``speedup_to_target_finetune_only`` = t_scratch / t_ft(e)  (the paper's count);
-* ``speedup_to_target`` = t_scratch / (t_encrl + t_cache + t_ft(e))  (what a user pays);
-* ``speedup_to_target_amortised`` = t_scratch / (t_encrl + t_cache / n_encrl + t_ft(e));
-
-``null`` when the EncRL student never reaches the target (or a curve is missing).
+Time to target (:func:`time_to_target`): the first epoch whose WER is <= the target, and the
+cumulative cost (wall seconds, updates, training audio seconds) up to and including it, starting
+from what the run paid before its first CTC epoch (an EncRL student's EncRL epochs, a KD or EncRL
+student's share of the reference-target cache). The comparison that uses it is
+:mod:`espnet_lw.benchmark.compare`.
 """
 
 from __future__ import annotations
@@ -21,9 +18,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
-
-from espnet_lw.benchmark.systems import System
+from typing import Dict, List, Optional, Sequence, Tuple
 
 _UNITS = {
     "nanosecond": 1e-9, "microsecond": 1e-6, "millisecond": 1e-3, "second": 1.0, "minute": 60.0,
@@ -33,6 +28,7 @@ _SPAN_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(nanosecond|microsecond|millisecond|
 _EPOCH_LINE = re.compile(r"\b(\d+)epoch results: (.*)$")
 # "time=" not preceded by a word character (so not "train_time=" / "iter_time="), up to the next ", key=" / "["
 _TIME_FIELD = re.compile(r"(?<![\w.])time=(.*?)(?=, [A-Za-z_][\w]*=|,? \[|,?\s*$)")
+_COUNT_FIELD = re.compile(r"(?<![\w.])total_count=(\d+)")
 
 
 def parse_timespan(text: str) -> float:
@@ -54,10 +50,12 @@ def parse_timespan(text: str) -> float:
 
 @dataclass(frozen=True)
 class EpochTime:
-    """Wall time of one epoch: training and validation, in seconds."""
+    """Wall time of one epoch: training and validation, in seconds; ``count``: the training iterations
+    counted so far (ESPnet's cumulative ``total_count`` of ``[train]``), ``None`` when not logged."""
 
     train: float
     valid: float
+    count: Optional[int] = None
 
     @property
     def total(self) -> float:
@@ -86,7 +84,8 @@ def parse_epoch_times(log: Path | str) -> Dict[int, EpochTime]:
             secs.append(parse_timespan(t.group(1)) if t else 0.0)
         if _TIME_FIELD.search(train_part) is None:
             logging.warning("%s: epoch %s has no train time: %s", log, m.group(1), line[:200])
-        out[int(m.group(1))] = EpochTime(secs[0], secs[1])
+        count = _COUNT_FIELD.search(train_part)
+        out[int(m.group(1))] = EpochTime(secs[0], secs[1], int(count.group(1)) if count else None)
     return dict(sorted(out.items()))
 
 
@@ -97,7 +96,29 @@ def seconds_list(times: Dict[int, EpochTime]) -> List[float]:
     return [round(times[e].total, 3) if e in times else 0.0 for e in range(1, max(times) + 1)]
 
 
-# ---------------------------------------------------------------------------------- speed-up
+def updates_list(times: Dict[int, EpochTime], accum_grad: int = 1) -> List[Optional[int]]:
+    """Optimizer updates per epoch 1..max: (``count`` of the epoch - ``count`` of the one before) //
+    ``accum_grad``; ``None`` where a count is missing (epoch 1 counts from 0)."""
+    if not times:
+        return []
+    out: List[Optional[int]] = []
+    for e in range(1, max(times) + 1):
+        cur = times[e].count if e in times else None
+        prev = 0 if e == 1 else (times[e - 1].count if e - 1 in times else None)
+        out.append(None if cur is None or prev is None or cur < prev else (cur - prev) // max(accum_grad, 1))
+    return out
+
+
+def epoch_summary_lines(log: Path | str) -> List[str]:
+    """The ``<N>epoch results:`` lines of a ``train.log`` (what the benchmark's logs keep)."""
+    log = Path(log)
+    if not log.is_file():
+        return []
+    return [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines()
+            if _EPOCH_LINE.search(line)]
+
+
+# ---------------------------------------------------------------------------------- time to target
 def time_to_reach(wers: Sequence[Optional[float]], seconds: Sequence[float], target: float,
                   offset: float = 0.0) -> Tuple[Optional[int], Optional[float]]:
     """First epoch (1-based) whose WER is <= ``target`` and the wall time then (``offset`` + the
@@ -110,45 +131,66 @@ def time_to_reach(wers: Sequence[Optional[float]], seconds: Sequence[float], tar
     return None, None
 
 
-def speedup(baseline_seconds: Optional[float], seconds: Optional[float]) -> Optional[float]:
-    """``baseline_seconds / seconds`` rounded to 3 decimals; ``None`` when either is missing."""
-    if baseline_seconds is None or seconds is None or seconds <= 0:
+def first_crossing(wers: Sequence[Optional[float]], target: Optional[float]) -> Optional[int]:
+    """The first epoch (1-based) whose WER is <= ``target`` (``None`` WERs skipped); ``None``: never."""
+    if target is None:
         return None
-    return round(baseline_seconds / seconds, 3)
+    for i, w in enumerate(wers, 1):
+        if w is not None and w <= target + 1e-9:
+            return i
+    return None
 
 
-def compute_speedups(scratch: Union[System, Mapping], encrl: Union[System, Mapping], cache_seconds: float,
-                     n_encrl: int, speed_set: str) -> dict:
-    """The three speed-ups of one ratio (see the module doc) and what they were computed from.
-
-    ``scratch`` / ``encrl``: :class:`System` records (or systems of benchmark.json, as dicts).
-    """
-    if isinstance(scratch, Mapping):
-        scratch = System.from_dict(scratch)
-    if isinstance(encrl, Mapping):
-        encrl = System.from_dict(encrl)
-    s_wers = scratch.wer_curve(speed_set)
-    e_wers = encrl.wer_curve(speed_set)
-    t_scratch = round(sum(scratch.seconds_per_epoch or []), 3)
-    t_encrl = float(encrl.encrl_seconds or 0.0)
-    target = s_wers[-1] if s_wers else None
-    details = {
-        "scratch_system": scratch.name, "encrl_system": encrl.name, "test_set": speed_set,
-        "target_wer": target, "scratch_seconds": t_scratch, "encrl_seconds": t_encrl,
-        "reference_cache_seconds": cache_seconds, "n_encrl_students": n_encrl,
-        "reached_epoch": None, "finetune_seconds_to_target": None,
-    }
-    out = {"full": None, "finetune_only": None, "amortised": None, "details": details}
-    if target is None or not e_wers:
-        return out
-    epoch, t_ft = time_to_reach(e_wers, encrl.seconds_per_epoch or [], target)
-    if epoch is None:
-        return out
-    details.update(reached_epoch=epoch, finetune_seconds_to_target=round(t_ft, 3))
-    out["finetune_only"] = speedup(t_scratch, t_ft)
-    out["full"] = speedup(t_scratch, t_encrl + cache_seconds + t_ft)
-    out["amortised"] = speedup(t_scratch, t_encrl + cache_seconds / max(n_encrl, 1) + t_ft)
+def cumulative(per_epoch: Sequence[Optional[float]], offset: Optional[float] = 0.0) -> List[Optional[float]]:
+    """Running sums of ``per_epoch`` starting at ``offset``; ``None`` from the first unknown value on."""
+    out: List[Optional[float]] = []
+    cum = offset
+    for v in per_epoch:
+        cum = None if cum is None or v is None else cum + float(v)
+        out.append(cum)
     return out
+
+
+def mean_curve(curves: Sequence[Sequence[Optional[float]]]) -> List[Optional[float]]:
+    """Epoch-wise mean of several runs' curves (the longest run's length); ``None`` at an epoch where a
+    run has no value (a run that stopped early, an epoch not decoded)."""
+    if not curves:
+        return []
+    out: List[Optional[float]] = []
+    for e in range(max(len(c) for c in curves)):
+        vals = [c[e] if e < len(c) else None for c in curves]
+        out.append(None if any(v is None for v in vals) else sum(vals) / len(vals))
+    return out
+
+
+def last_value(curve: Sequence[Optional[float]]) -> Tuple[Optional[int], Optional[float]]:
+    """``(epoch, value)`` of the last epoch of ``curve``; ``(None, None)`` if that epoch has no value
+    (an undecoded last epoch must not silently move the target to an earlier one)."""
+    if not curve or curve[-1] is None:
+        return None, None
+    return len(curve), curve[-1]
+
+
+def time_to_target(wers: Sequence[Optional[float]], costs: Dict[str, Sequence[Optional[float]]],
+                   target: Optional[float]) -> dict:
+    """The first epoch whose WER <= ``target`` and each cumulative cost at it.
+
+    ``costs``: ``{"wall_seconds": [...], "updates": [...], ...}``, cumulative per epoch (as
+    :func:`cumulative` gives, the cost paid before epoch 1 included). Returns ``{"reached", "epoch",
+    <cost name>: value or None}``.
+    """
+    epoch = first_crossing(wers, target)
+    out = {"reached": epoch is not None, "epoch": epoch}
+    for name, cum in costs.items():
+        out[name] = None if epoch is None or epoch > len(cum) or cum[epoch - 1] is None else round(cum[epoch - 1], 3)
+    return out
+
+
+def speedup(baseline: Optional[float], cost: Optional[float]) -> Optional[float]:
+    """``baseline / cost`` rounded to 3 decimals; ``None`` when either is missing or ``cost`` <= 0."""
+    if baseline is None or cost is None or cost <= 0:
+        return None
+    return round(baseline / cost, 3)
 
 
 def ratio_key(ratio: float) -> str:

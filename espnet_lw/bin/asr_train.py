@@ -3,17 +3,63 @@
 Takes exactly the options of ``python -m espnet2.bin.asr_train`` (run with ``--help`` to list
 them); the difference is that ``model: lw_ctc`` (and later espnet-lw models) can be named in
 the YAML config. The stage driver (egs2/TEMPLATE/lw1/lw.sh, stage 11) calls it.
+
+Several processes (distributed data parallel, one process per device, each with its own copy of
+the model and, for EncRL, of the frozen reference):
+
+* ``--ngpu N`` (N > 1) runs ESPnet's DDP (``--multiprocessing_distributed true`` is implied);
+  ``--multiprocessing_distributed false`` with N > 1 (ESPnet's DataParallel) is refused;
+* ``--cpu_procs N`` (this entry point's own option, with ``--ngpu 0``) runs the same DDP code on
+  N CPU processes with the gloo backend: ESPnet spawns worker processes for GPUs only, so the
+  workers are started here (each gets ``--dist_rank``, ``--dist_world_size N``, ``--dist_backend gloo``
+  and a free local port) and stopped together: one failing, or the parent being stopped, ends all.
+
+Checkpoints are saved atomically and ``lw_encrl`` gets DDP's ``unused_parameters``
+(:class:`espnet_lw.tasks.trainer.LWTrainer`).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import signal
+import socket
 import sys
+from typing import List, Optional
 
 from espnet_lw.tasks.asr import LWASRTask
+from espnet_lw.utils.cli import UserError, run_main, str2bool
 
 
-def main(cmd=None) -> None:
-    """Run ESPnet's ASR training main loop."""
+def _own_options(cmd: List[str]):
+    """``(cpu_procs, ngpu, multiprocessing_distributed or None, the command without --cpu_procs)``."""
+    own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    own.add_argument("--cpu_procs", type=int, default=1)
+    known, rest = own.parse_known_args(cmd)
+    peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    peek.add_argument("--ngpu", type=int, default=0)
+    peek.add_argument("--multiprocessing_distributed", type=str2bool, default=None)
+    seen, _ = peek.parse_known_args(rest)
+    return known.cpu_procs, seen.ngpu, seen.multiprocessing_distributed, rest
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when its parent dies (no orphaned trainer after a SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _train(cmd: List[str]) -> None:
     import torch
 
     # Tiny gradients and Adam moments turn into subnormal floats after a few hundred steps;
@@ -23,5 +69,76 @@ def main(cmd=None) -> None:
     LWASRTask.main(cmd=cmd)
 
 
+def _cpu_worker(rank: int, cmd: List[str], threads: Optional[int]) -> None:
+    """One of ``--cpu_procs`` processes (started by ``torch.multiprocessing``, rank first)."""
+    _die_with_parent()
+    os.environ.pop("LOCAL_RANK", None)  # ESPnet would check it against CUDA_VISIBLE_DEVICES
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        _train(cmd + ["--dist_rank", str(rank)])
+    except UserError as e:
+        print(f"ERROR: [rank {rank}] " + e.format(), file=sys.stderr)
+        sys.exit(1)
+
+
+def run_cpu_procs(cmd: List[str], nprocs: int) -> None:
+    """Train with ``nprocs`` CPU processes (DDP, gloo); returns when all finished, raises if one failed."""
+    import torch.multiprocessing as mp
+
+    port = _free_port()
+    cmd = cmd + ["--ngpu", "0", "--multiprocessing_distributed", "false", "--dist_backend", "gloo",
+                 "--dist_world_size", str(nprocs), "--dist_init_method", "env://",
+                 "--dist_master_addr", "127.0.0.1", "--dist_master_port", str(port)]
+    threads = None if os.environ.get("OMP_NUM_THREADS") else max(1, (os.cpu_count() or 1) // nprocs)
+    ctx = mp.start_processes(_cpu_worker, args=(cmd, threads), nprocs=nprocs, join=False, start_method="spawn")
+
+    def _stop(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    old = signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not ctx.join():
+            pass
+    except (mp.ProcessExitedException, mp.ProcessRaisedException) as e:
+        raise UserError(f"training process {e.error_index} of {nprocs} failed; the others were stopped:\n"
+                        f"{str(e).strip()[-2000:]}", fix="see the log above (rank 0 logs the training)") from None
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.terminate()
+        for p in ctx.processes:
+            p.join(timeout=30)
+        signal.signal(signal.SIGTERM, old)
+
+
+def main(cmd=None) -> None:
+    """Run ESPnet's ASR training main loop (on several processes with ``--ngpu N`` / ``--cpu_procs N``)."""
+    cmd = list(sys.argv[1:] if cmd is None else cmd)
+    cpu_procs, ngpu, mp_dist, cmd = _own_options(cmd)
+    if cpu_procs < 1:
+        raise UserError(f"--cpu_procs must be >= 1, got {cpu_procs}")
+    if cpu_procs > 1:
+        if ngpu > 0:
+            raise UserError(f"--cpu_procs {cpu_procs} trains on CPU processes: it needs --ngpu 0 (got --ngpu {ngpu})",
+                            fix="use --ngpu N alone for N GPUs (one process per GPU)")
+        if mp_dist:
+            raise UserError("--cpu_procs starts its own processes: drop --multiprocessing_distributed true")
+        run_cpu_procs(cmd, cpu_procs)
+        return
+    if ngpu > 1:
+        if mp_dist is False:
+            raise UserError(
+                f"--ngpu {ngpu} with --multiprocessing_distributed false would use DataParallel, "
+                "which espnet-lw does not support",
+                fix="drop --multiprocessing_distributed false: --ngpu N runs DDP, one process per GPU",
+            )
+        if mp_dist is None:
+            cmd = cmd + ["--multiprocessing_distributed", "true"]
+    _train(cmd)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

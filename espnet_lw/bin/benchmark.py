@@ -1,59 +1,24 @@
-"""The students benchmark: reference, scratch / pruned / EncRL students, loss ablations, WER vs time.
+"""The students benchmark: reference; scratch / pruned / control / KD / EncRL students at each ratio, over
+seeds; loss ablations; time to a dev target; statistics; provenance.
 
 Three subcommands, each with ``--help``; run them from a recipe dir (``--recipe_dir``)::
 
-    # everything: train (skipping what is trained), decode every epoch, write the report
-    python -m espnet_lw.bin.benchmark run --recipe_dir . [--ratios "50 67 83"] [--ablation_ratio 67] \\
-        [--test_sets "dev test field"] [--epoch_test_sets test] [--student_args="--max_epoch 2"] \\
-        [-- <more run.sh options, e.g. --nbpe 48>]
+    # everything: check the checkout, train (skipping what is trained), decode every epoch on dev, report
+    python -m espnet_lw.bin.benchmark run --recipe_dir . [--ratios "50 67 83"] [--seeds "1 2 3"] \\
+        [--seed_ratios 67] [--modes "scratch pruned control kd encrl"] [--ablation_ratio 67] \\
+        [--test_sets "dev test field_test"] [--epoch_test_sets dev] [--student_args="--max_epoch 2"] \\
+        [--allow_dirty] [-- <more run.sh options, e.g. --nbpe 48>]
     # CTC-greedy decoding + sclite of every kept <N>epoch.pth (cached: re-running redoes nothing)
-    python -m espnet_lw.bin.benchmark epochs --recipe_dir . [--epoch_test_sets test]
-    # benchmark.json, the RESULTS.md section and the plot, from the exp dirs as they are
-    python -m espnet_lw.bin.benchmark report --recipe_dir .
+    python -m espnet_lw.bin.benchmark epochs --recipe_dir . [--epoch_test_sets dev]
+    # benchmark.json, the RESULTS.md section, the plot and logs/benchmark/, from the exp dirs as they are
+    python -m espnet_lw.bin.benchmark report --recipe_dir . [--allow_dirty]
 
-``local/benchmark.sh`` in a recipe is a thin wrapper of ``run``. The work is done by the
-package ``espnet_lw.benchmark`` (this module parses the options).
-
-What ``run`` trains (each step is ``./run.sh``, so finished stages are skipped):
-
-1. the reference: stages 1-13;
-2. for each ratio NN: stages 11-13 with ``--student_config conf/student_rNN.yaml`` and
-   ``--student_mode`` scratch, pruned and encrl (tags ``student_rNN_<mode>``);
-3. at ``--ablation_ratio``: EncRL with one alignment term only (``student_rNN_encrl_mse``,
-   ``student_rNN_encrl_clip``), from configs derived from the shipped one, written to
-   ``<expdir>/benchmark/conf/``.
-
-Per-epoch checkpoints
----------------------
-ESPnet deletes every ``<N>epoch.pth`` that is not among the ``keep_nbest_models`` best (the
-latest is kept). Raising ``--keep_nbest_models`` is not a fix: ESPnet averages that many
-models into ``valid.loss.ave.pth``, so it would change the final model. Instead, while ``run``
-trains, a keeper thread hard-links every new ``<N>epoch.pth`` of ``<expdir>/asr_*/`` into
-``<expdir>/benchmark/ckpt/asr_*/`` (a copy where hard links fail), so the file survives
-ESPnet's clean-up. Models trained before (or outside) ``run`` have only the epochs ESPnet
-kept: their curves have gaps (``null`` in ``wer_per_epoch``).
-
-Wall time
----------
-Per epoch: ESPnet's ``<N>epoch results: [train] ... time=... [valid] ... time=...`` lines of
-each ``train.log`` (train + validation). The x axis of the plot is *student training wall
-time*: an EncRL student's curve starts after its EncRL epochs and the reference-target cache
-(``dump_reference_targets``, timed in ``stage_times.tsv``), which is counted in full for every
-EncRL student (conservative; ``speedup_to_target_amortised`` shares it among the EncRL
-students). The reference's own training is not counted: it is the model being compressed.
-
-Speed-up (key: the ratio of removed blocks, e.g. ``"0.667"``)
--------------------------------------------------------------
-target = the WER (first ``--epoch_test_sets`` set) of the scratch student at its last epoch;
-``t_scratch`` = the scratch student's summed epoch times; ``e`` = the first fine-tune epoch of
-the EncRL student (loss clip+mse) whose WER is <= target, ``t_ft(e)`` its summed fine-tune
-epoch times up to ``e``:
-
-* ``speedup_to_target_finetune_only`` = t_scratch / t_ft(e)  (the paper's count);
-* ``speedup_to_target`` = t_scratch / (t_encrl + t_cache + t_ft(e))  (what a user pays);
-* ``speedup_to_target_amortised`` = t_scratch / (t_encrl + t_cache / n_encrl + t_ft(e));
-
-``null`` when the EncRL student never reaches the target (or a curve is missing).
+``local/benchmark.sh`` in a recipe is a thin wrapper of ``run``. The work is done by the package
+``espnet_lw.benchmark``: what ``run`` trains and in which order is :mod:`espnet_lw.benchmark.runner`;
+the checks of the checkout (one clean commit, ``--allow_dirty``) :mod:`espnet_lw.benchmark.provenance`;
+the dev target, the cost to it (wall seconds, updates, audio seconds, everything a student pays) and
+the statistics (mean / std / min-max over seeds, paired bootstrap against EncRL)
+:mod:`espnet_lw.benchmark.compare`; per-epoch checkpoints :mod:`espnet_lw.benchmark.epochs`.
 """
 
 from __future__ import annotations
@@ -65,8 +30,9 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_lw.benchmark.epochs import decode_epochs
+from espnet_lw.benchmark.provenance import check_report
 from espnet_lw.benchmark.report import write_report
-from espnet_lw.benchmark.runner import enter_recipe, run_all
+from espnet_lw.benchmark.runner import MODES, enter_recipe, parse_seeds, run_all
 from espnet_lw.benchmark.systems import DEFAULT_DECODE, discover_systems, select_systems
 from espnet_lw.utils.cli import UserError, run_main, setup_logging
 
@@ -75,8 +41,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe_dir", default=".", help="the recipe dir (holds run.sh, exp/, RESULTS.md)")
     p.add_argument("--expdir", default="exp", help="exp dir, relative to the recipe dir")
     p.add_argument("--dumpdir", default="dump", help="dump dir, relative to the recipe dir")
-    p.add_argument("--epoch_test_sets", default="test",
-                   help="sets decoded at every epoch; the first one gives the plot and the speed-up")
+    p.add_argument("--epoch_test_sets", default="dev",
+                   help="sets decoded at every epoch; the first one gives the target, the cost to it and the plot "
+                        "(a dev set: test is decoded once per final model)")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
 
@@ -92,12 +59,17 @@ def get_parser() -> argparse.ArgumentParser:
                                    "--student_args=\"--max_epoch 2\" with '=' when the value starts with '--'.")
     _common(r)
     r.add_argument("--ratios", default="50 67 83", help="student configs conf/student_r<NN>.yaml to train")
+    r.add_argument("--seeds", default="1 2 3", help="student seeds (--student_seed); the first is every ratio's")
+    r.add_argument("--seed_ratios", default="67", help="ratios trained with every seed ('all': every ratio)")
+    r.add_argument("--modes", default=" ".join(MODES), help="student modes trained at each ratio")
     r.add_argument("--ablation_ratio", default="67", help="ratio of the loss ablations ('none': no ablation)")
-    r.add_argument("--test_sets", default="dev test field", help="sets decoded with the final models")
+    r.add_argument("--test_sets", default="dev test field_test", help="sets decoded with the final models")
     r.add_argument("--student_args", default="", help="extra training args of every student run")
     r.add_argument("--batch_size", type=int, default=8, help="per-epoch decoding batch size")
     r.add_argument("--command", default=None, help="the command to record (default: this one)")
     r.add_argument("--dry_run", action="store_true", help="print the ./run.sh commands and stop")
+    r.add_argument("--allow_dirty", action="store_true",
+                   help="run on a dirty tree / another commit than the expdir's (marked in the report)")
 
     e = sub.add_parser("epochs", formatter_class=fmt, help="decode + score every kept epoch checkpoint (cached)",
                        description="CTC greedy decoding and sclite scoring of every <N>epoch.pth of every system "
@@ -111,13 +83,17 @@ def get_parser() -> argparse.ArgumentParser:
                                      "benchmark section of RESULTS.md (+ copies next to it) from the exp dirs; "
                                      "no training, no decoding.")
     _common(rep)
-    rep.add_argument("--test_sets", default="dev test field", help="sets of the final-WER columns")
+    rep.add_argument("--test_sets", default="dev test field_test", help="sets of the final-WER columns")
     rep.add_argument("--decode_dir", default=None,
                      help=f"decode dir of the final WERs (default: {DEFAULT_DECODE}, else the first decode_*)")
     rep.add_argument("--ref_exp", default=None, help="the reference exp dir (default: found in the expdir)")
     rep.add_argument("--results", default="RESULTS.md", help="markdown file (relative to the recipe dir)")
     rep.add_argument("--command", default=None,
-                     help="command to record (default: the one in the existing benchmark.json)")
+                     help="command to record (default: the run's, from the provenance record)")
+    rep.add_argument("--allow_dirty", action="store_true",
+                     help="write the report from a dirty tree (marked in the report)")
+    rep.add_argument("--logs", default="logs/benchmark",
+                     help="where the logs behind the numbers go, relative to the markdown file's dir ('': none)")
     return p
 
 
@@ -137,15 +113,20 @@ def main(argv: Optional[List[str]] = None) -> None:
             recorded = argv + (["--", *run_args] if run_args else [])
             args.command = "python -m espnet_lw.bin.benchmark " + shlex.join(recorded)
         run_all(args.recipe_dir, args.expdir, args.dumpdir, args.ratios.split(), args.ablation_ratio, args.test_sets,
-                epoch_sets, args.student_args, run_args, args.batch_size, args.command, args.dry_run)
+                epoch_sets, args.student_args, run_args, args.batch_size, args.command, args.dry_run,
+                seeds=parse_seeds(args.seeds), seed_ratios=args.seed_ratios.split(), modes=args.modes.split(),
+                allow_dirty=args.allow_dirty)
         return
     recipe, expdir = enter_recipe(args.recipe_dir, args.expdir)
     if args.cmd == "epochs":
         systems = select_systems(discover_systems(expdir), args.systems.split())
         decode_epochs(expdir, Path(args.dumpdir), systems, epoch_sets, args.batch_size)
     else:
+        command = "python -m espnet_lw.bin.benchmark " + shlex.join(argv)
+        provenance = check_report(recipe, expdir, command, args.allow_dirty)
         write_report(recipe, expdir, args.test_sets.split(), epoch_sets, args.command, args.decode_dir,
-                     Path(args.ref_exp) if args.ref_exp else None, args.results)
+                     Path(args.ref_exp) if args.ref_exp else None, args.results, provenance=provenance,
+                     dumpdir=Path(args.dumpdir), logs=args.logs or None)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Check that the system tools and Python packages espnet-lw needs are installed.
 
-    python -m espnet_lw.bin.check_tools [--need sox,flac,sclite,espeak-ng]
+    python -m espnet_lw.bin.check_tools [--need sox,flac,sclite,espeak-ng,flite,wordnet]
 
 Prints one line per missing tool with the Debian package that provides it and exits 1 if any
 is missing; prints nothing else (exit 0) when everything is there. The stage driver runs it
@@ -20,6 +20,8 @@ TOOLS = {
     "flac": ("flac", "FLAC audio in LibriSpeech-style corpora"),
     "sclite": ("sctk", "WER/CER scoring (stage 13)"),
     "espeak-ng": ("espeak-ng", "synthesising the embedded mini_synth corpus (stage 1)"),
+    "flite": ("flite", "the recorded-speaker voices of the embedded mini_synth corpus (stage 1)"),
+    "wordnet": ("wordnet-base", "the sentences of the embedded mini_synth corpus (stage 1)"),
 }
 PACKAGES = {
     "espnet2": "espnet==202511",
@@ -39,6 +41,15 @@ def tool_present(name: str) -> bool:
 
         try:
             find_sclite()
+        except UserError:
+            return False
+        return True
+    if name == "wordnet":  # a database, not a program
+        from espnet_lw.data.wordnet import wordnet_dir
+        from espnet_lw.utils.cli import UserError
+
+        try:
+            wordnet_dir()
         except UserError:
             return False
         return True

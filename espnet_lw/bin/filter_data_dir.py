@@ -15,6 +15,13 @@ speaker-keyed tables filtered, ``feats_type``/``audio_format`` copied, and
 
     <uttid> <reason> <details>
 
+With ``--check_only`` (stage 4 on the dev and test sets, which are never filtered: dropping
+evaluation utterances would change the scored set) nothing is written: an utterance longer than
+``--max_wav_duration`` is an error that names the count and the ids, so an over-long dev or test
+utterance is caught at stage 4, not as an out-of-memory in training or decoding::
+
+    python -m espnet_lw.bin.filter_data_dir --check_only --fs 16000 --max_wav_duration 60 DUMP_DIR...
+
 where ``<reason>`` is one of ``too_short``, ``too_long``, ``empty_text``,
 ``no_text`` (no line in ``text``) or ``no_num_samples`` (no line in
 ``utt2num_samples``).  The output is built in a temporary directory and
@@ -109,6 +116,34 @@ def filter_data_dir(
     return len(kept), removed
 
 
+def check_durations(src: Path, fs: int, max_dur: float, max_listed: int = 5) -> int:
+    """Raise a :class:`UserError` naming the utterances of ``src`` longer than ``max_dur`` seconds;
+    return the number of utterances checked."""
+    nsamp_file = src / "utt2num_samples"
+    if not nsamp_file.is_file():
+        raise UserError("utt2num_samples not found", str(nsamp_file),
+                        "run stage 3 (python -m espnet_lw.bin.format_wav_scp) to create the dump dir first")
+    nsamp = read_data_dir_tables(src).get("utt2num_samples", {})
+    long = []
+    for utt, n in nsamp.items():
+        try:
+            dur = int(n) / fs
+        except ValueError:
+            raise UserError(f"'{utt}': not an integer: {n!r}", str(nsamp_file), "re-run stage 3") from None
+        if dur > max_dur:
+            long.append((dur, utt))
+    if long:
+        long.sort(reverse=True)
+        shown = ", ".join(f"{u} ({d:.1f}s)" for d, u in long[:max_listed]) + (", ..." if len(long) > max_listed else "")
+        raise UserError(
+            f"{len(long)} of {len(nsamp)} utterance(s) are longer than {max_dur:g}s: {shown}",
+            str(src),
+            "split or remove them in the source data dir and re-run stages 1-4, or raise the limit "
+            "(--max_wav_duration here; lw.sh: --max_eval_wav_duration)",
+        )
+    return len(nsamp)
+
+
 def get_parser() -> argparse.ArgumentParser:
     """Build the command-line parser."""
     p = argparse.ArgumentParser(
@@ -117,7 +152,11 @@ def get_parser() -> argparse.ArgumentParser:
         "(duration = utt2num_samples / fs) and a non-empty transcript; list the rest in DST/removed.txt.",
     )
     p.add_argument("src", metavar="SRC_DUMP_DIR", help="dump dir written by format_wav_scp")
-    p.add_argument("dst", metavar="DST_DUMP_DIR", help="filtered output dump dir")
+    p.add_argument("dst", metavar="DST_DUMP_DIR", nargs="*",
+                   help="filtered output dump dir (with --check_only: more dump dirs to check)")
+    p.add_argument("--check_only", action="store_true",
+                   help="write nothing: fail if an utterance of SRC (and each further dir) is longer than "
+                        "--max_wav_duration (stage 4 on the dev and test sets)")
     p.add_argument("--fs", type=int, default=16000, help="sample rate of the dumped audio in Hz (default 16000)")
     p.add_argument("--min_wav_duration", type=float, default=0.1, help="minimum duration in seconds (default 0.1)")
     p.add_argument("--max_wav_duration", type=float, default=20.0, help="maximum duration in seconds (default 20)")
@@ -135,6 +174,14 @@ def main(argv=None) -> None:
     if args.min_wav_duration > args.max_wav_duration:
         raise UserError(f"--min_wav_duration {args.min_wav_duration} is larger than "
                         f"--max_wav_duration {args.max_wav_duration}")
+    if args.check_only:
+        for d in [args.src, *args.dst]:
+            n = check_durations(Path(d), args.fs, args.max_wav_duration)
+            logging.info("%s: all %d utterances are at most %gs long", d, n, args.max_wav_duration)
+        return
+    if len(args.dst) != 1:
+        raise UserError("give exactly one DST_DUMP_DIR (several only with --check_only)")
+    args.dst = args.dst[0]
     n_kept, removed = filter_data_dir(Path(args.src), Path(args.dst), args.fs, args.min_wav_duration,
                                       args.max_wav_duration, overwrite=args.overwrite)
     counts = Counter(r.split()[0] for _, r in removed)

@@ -1,4 +1,4 @@
-"""Synthesise the mini_synth corpus (LibriSpeech layout) with espeak-ng and sox.
+"""Synthesise the mini_synth corpus (LibriSpeech layout) from WordNet sentences with espeak-ng, flite and sox.
 
 Example::
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from espnet_lw.data.synth import SIZES, build_corpus
+from espnet_lw.data.synth import DEFAULT_SNR_DB_RANGE, SIZES, build_corpus
 from espnet_lw.utils.cli import UserError, run_main, setup_logging
 
 
@@ -25,10 +25,11 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="corpus directory to create (e.g. corpus/MiniSynth)")
     p.add_argument("--size", default="default", choices=list(SIZES),
-                   help="tiny: ~40 train utts (tests); small: ~20 min train; default: ~1.5 h train")
+                   help="tiny: ~40 train utts (tests); small: ~20 min train; default: ~1.5 h train, 624 dev/test utts")
     p.add_argument("--seed", type=int, default=0, help="seed for texts, speakers and noise")
-    p.add_argument("--nj", type=int, default=2, help="number of worker processes")
-    p.add_argument("--snr_db", type=float, default=10.0, help="SNR of the additive noise in the field split")
+    p.add_argument("--nj", type=int, default=2, help="parallel synthesis jobs (threads driving espeak-ng/flite/sox)")
+    p.add_argument("--snr_db_range", type=float, nargs=2, default=list(DEFAULT_SNR_DB_RANGE), metavar=("LOW", "HIGH"),
+                   help="SNR range (dB) of the site noise in the field_adapt / field_test splits")
     p.add_argument("--overwrite", action="store_true",
                    help="rebuild a corpus in --out that was made with different settings")
     p.add_argument("--log_level", default="INFO", help="logging level")
@@ -42,7 +43,7 @@ def main(argv=None) -> None:
     if args.nj < 1:
         raise UserError(f"--nj must be >= 1, got {args.nj}")
     build_corpus(args.out, size=args.size, seed=args.seed, nj=args.nj,
-                 snr_db=args.snr_db, overwrite=args.overwrite)
+                 snr_db_range=tuple(args.snr_db_range), overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

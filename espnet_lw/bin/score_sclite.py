@@ -11,9 +11,10 @@ Writes ``OUT/score_wer/{ref.trn,hyp.trn,result.txt,result.dtl}`` and the same un
 
     decode_Y/test: WER 12.3 (S 8.0 D 2.1 I 2.2, 1234 words, 100 utts) | CER 5.6 (...)
 
-Texts are scored as they are (no case folding or cleaning).  Reference utterances
-without a hypothesis count as deletions; hypothesis utterances not in the reference
-are an error.  ``--utt2spk`` defaults to ``utt2spk`` next to ``--ref`` when it exists.
+Texts are scored as they are (no case folding or cleaning).  A reference utterance
+without a hypothesis is an error naming the count and the first ids (a partial decode is
+never scored) unless ``--allow_missing``, which counts it as deletions; hypothesis
+utterances not in the reference are an error.  ``--utt2spk`` defaults to ``utt2spk`` next to ``--ref`` when it exists.
 sclite is found through ``$SCLITE``, ``PATH``, ``/usr/lib/sctk/bin/sclite`` or the
 ``sctk`` wrapper.
 """
@@ -51,6 +52,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="non-linguistic symbols (one per line) removed before scoring")
     p.add_argument("--sclite_opts", default="",
                    help="extra sclite options, e.g. '-e utf-8' (one shell-quoted string)")
+    p.add_argument("--allow_missing", action="store_true",
+                   help="score reference utterances without a hypothesis as deletions instead of refusing")
     p.add_argument("--no_detail", action="store_true",
                    help="do not write result.dtl (sclite -o dtl: confusion pairs etc.)")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -90,6 +93,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         nlsyms=read_nlsyms(args.nlsyms),
         sclite_opts=shlex.split(args.sclite_opts),
         detail=not args.no_detail,
+        allow_missing=args.allow_missing,
     )
     out = Path(args.out)
     full = out.resolve()

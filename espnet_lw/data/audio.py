@@ -15,7 +15,7 @@ import os
 import re
 import struct
 import subprocess
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -68,6 +68,35 @@ def _parse_wav_bytes(buf: bytes) -> Tuple[np.ndarray, int]:
             return x.reshape(-1, ch), rate
         pos = body + size + (size & 1)
     raise ValueError("no data chunk in WAV stream")
+
+
+def wav_truncation(path: str) -> Optional[Tuple[int, int, int]]:
+    """``(declared samples, samples held, rate)`` when ``path`` is a RIFF/WAVE file whose data chunk is
+    shorter than its header says; ``None`` otherwise (not a WAV file, whole, or a streamed header
+    whose data size is unknown: 0 or 0xFFFFFFFF). libsndfile reads such a file without complaint."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            pos, block, rate = 12, 0, 0
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, csize = f.read(4), struct.unpack("<I", f.read(4))[0]
+                if cid == b"fmt ":
+                    fmt = f.read(16)
+                    if len(fmt) == 16:
+                        _, _, rate, _, block, _ = struct.unpack("<HHIIHH", fmt)
+                elif cid == b"data":
+                    if csize in (0, 0xFFFFFFFF) or block <= 0 or rate <= 0:
+                        return None
+                    held = size - (pos + 8)
+                    return (csize // block, max(0, held) // block, rate) if held < csize else None
+                pos += 8 + csize + (csize & 1)
+    except (OSError, struct.error):
+        return None
+    return None
 
 
 def _read_bytes_audio(buf: bytes) -> Tuple[np.ndarray, int]:
@@ -129,6 +158,16 @@ def load_source(source: str, desc: str) -> Tuple[np.ndarray, int]:
             f"{desc}: audio file not found (cwd: {os.getcwd()})",
             source,
             "fix the path in wav.scp (relative paths are relative to the directory you run from)",
+        )
+    truncated = wav_truncation(source)
+    if truncated is not None:
+        declared, held, rate = truncated
+        raise UserError(
+            f"{desc}: truncated WAV file: its header declares {declared} samples ({declared / rate:.2f}s) "
+            f"but the file holds {held} ({held / rate:.2f}s)",
+            source,
+            "the file was cut short (an interrupted copy, download or conversion): copy or convert it again; "
+            "to use what is left, rewrite it (sox IN OUT) so that its header matches",
         )
     try:
         x, sr = sf.read(source, dtype="float32", always_2d=True)

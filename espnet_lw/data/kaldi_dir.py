@@ -275,6 +275,78 @@ def _segment_problem(value: str, recos: Optional[set], reco2dur: Mapping[str, st
 
 
 # --------------------------------------------------------------------------
+# transcripts: letter case, carriage returns
+# --------------------------------------------------------------------------
+#: tags such as <unk>, <noise>, [laughter] do not count for a transcript's case
+_TAG_RE = re.compile(r"<[^<>\s]*>|\[[^\[\]\s]*\]")
+CASES = ("upper", "lower")
+
+
+def transcript_case(value: str) -> Optional[str]:
+    """``"upper"``, ``"lower"``, ``"mixed"`` or ``None`` (no cased letter) for one transcript, tags ignored."""
+    letters = _TAG_RE.sub(" ", value)
+    up = any(c.isupper() for c in letters)
+    lo = any(c.islower() for c in letters)
+    return "mixed" if up and lo else "upper" if up else "lower" if lo else None
+
+
+def text_cases(text: Mapping[str, str]) -> Dict[str, List[str]]:
+    """``{case: [utterance ids]}`` over a ``text`` table (see :func:`transcript_case`)."""
+    out: Dict[str, List[str]] = {}
+    for utt, value in text.items():
+        case = transcript_case(value)
+        if case is not None:
+            out.setdefault(case, []).append(utt)
+    return out
+
+
+def dominant_case(data_dir: PathLike) -> Optional[str]:
+    """The case most transcripts of ``data_dir/text`` are in (``None`` without text or cased letters)."""
+    path = Path(data_dir) / "text"
+    if not path.is_file():
+        return None
+    cases = text_cases(read_kv(path, allow_duplicates=True))
+    return max(cases, key=lambda c: len(cases[c])) if cases else None
+
+
+def apply_case(value: str, case: str) -> str:
+    """``value`` in ``case`` (``upper`` / ``lower``), tags such as ``<unk>`` kept as they are."""
+    out, pos = [], 0
+    for m in _TAG_RE.finditer(value):
+        seg = value[pos:m.start()]
+        out.append(seg.upper() if case == "upper" else seg.lower())
+        out.append(m.group(0))
+        pos = m.end()
+    seg = value[pos:]
+    out.append(seg.upper() if case == "upper" else seg.lower())
+    return "".join(out)
+
+
+def count_carriage_returns(path: PathLike) -> int:
+    """Number of lines of ``path`` holding a carriage return (CRLF line ends or a stray ``\\r``)."""
+    with open(path, "rb") as f:
+        return sum(1 for line in f if b"\r" in line)
+
+
+def _case_problems(path: Path, text: Mapping[str, str], case: Optional[str], max_examples: int) -> List[str]:
+    cases = text_cases(text)
+    fix = (f"normalise the transcripts where they are made (local/data.sh), or run: python -m "
+           f"espnet_lw.bin.validate_data_dir --fix --case {case or 'upper'} {path.parent}")
+    if case is not None:
+        wrong = [u for c, utts in cases.items() if c != case for u in utts]
+        if wrong:
+            return [f"{path}: {len(wrong)} transcript(s) not in {case} case like the training set's "
+                    f"(e.g. {_examples(wrong, max_examples)}); tokens and scoring are case-sensitive, so they "
+                    f"would mis-score\n  fix: {fix}"]
+        return []
+    if cases.get("upper") and cases.get("lower"):
+        return [f"{path}: transcripts mix upper case ({len(cases['upper'])}, e.g. "
+                f"{_examples(cases['upper'], 2)}) and lower case ({len(cases['lower'])}, e.g. "
+                f"{_examples(cases['lower'], 2)}); tokens and scoring are case-sensitive\n  fix: {fix}"]
+    return []
+
+
+# --------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------
 def _examples(items: Iterable[str], n: int) -> str:
@@ -308,6 +380,7 @@ def validate_data_dir(
     no_wav: bool = False,
     max_examples: int = 5,
     allow_empty_text: bool = False,
+    case: Optional[str] = None,
 ) -> List[str]:
     """Check a data directory; return a list of human-readable problems (empty = OK).
 
@@ -320,8 +393,14 @@ def validate_data_dir(
     ``utt2spk``; ``segments`` lines well formed, pointing at recordings in
     ``wav.scp`` and not past ``reco2dur``; numeric tables holding numbers.
     ``allow_empty_text`` accepts empty transcripts (stage 3 carries them and
-    stage 4 removes them).
+    stage 4 removes them). Transcripts: a carriage return (CRLF line ends) in
+    any table is a problem, and so are transcripts that mix upper- and
+    lower-case utterances or, with ``case`` (``"upper"`` / ``"lower"``), any
+    transcript with letters of the other case (tags like ``<unk>`` aside):
+    tokens and scoring are case-sensitive.
     """
+    if case is not None and case not in CASES:
+        raise ValueError(f"case must be one of {CASES}, got {case!r}")
     d = Path(data_dir)
     if not d.is_dir():
         return [f"{d}: not a directory"]
@@ -371,6 +450,12 @@ def validate_data_dir(
                 if msg:
                     bad_values.append(f"line {ln.lineno} ({ln.key}): {msg}")
         tables[name] = table
+        n_cr = count_carriage_returns(path)
+        if n_cr:
+            problems.append(f"{path}: {n_cr} line(s) hold a carriage return (CRLF / Windows line ends); "
+                            "the tools expect LF only (--fix removes them)")
+        if name == "text":
+            problems.extend(_case_problems(path, table, case, max_examples))
         if blank:
             problems.append(f"{path}: {len(blank)} blank line(s) (line {blank[0]}...)")
         if unsorted_at:
@@ -489,7 +574,8 @@ class FixReport:
         return lines
 
 
-def fix_data_dir(data_dir: PathLike, no_text: bool = False, backup: bool = True) -> FixReport:
+def fix_data_dir(data_dir: PathLike, no_text: bool = False, backup: bool = True,
+                 case: Optional[str] = None) -> FixReport:
     """Repair a data directory in place, keeping what is consistent.
 
     * every table is de-duplicated (first line wins), stripped of blank lines
@@ -500,7 +586,11 @@ def fix_data_dir(data_dir: PathLike, no_text: bool = False, backup: bool = True)
       utterances with an empty transcript, an empty speaker, an empty
       ``wav.scp`` entry or a bad segment are dropped;
     * ``spk2utt`` is regenerated; speaker- and recording-keyed tables are
-      reduced to the speakers / recordings still used.
+      reduced to the speakers / recordings still used;
+    * carriage returns are removed (CRLF line ends; a stray one inside a line
+      becomes a space); with ``case`` (``"upper"`` / ``"lower"``) the
+      transcripts in ``text`` are converted to it (tags like ``<unk>`` kept),
+      the number changed noted in the report.
 
     The original files are copied to ``<dir>/.backup/`` first (unless
     ``backup=False``).  Returns a :class:`FixReport`.
@@ -532,6 +622,16 @@ def fix_data_dir(data_dir: PathLike, no_text: bool = False, backup: bool = True)
             table[ln.key] = ln.value
         if ndup:
             report.notes.append(f"{d / name}: removed {ndup} duplicate line(s) (kept the first)")
+        n_cr = count_carriage_returns(d / name)
+        if n_cr:
+            table = {k: " ".join(v.replace("\r", " ").split()) if "\r" in v else v for k, v in table.items()}
+            report.notes.append(f"{d / name}: removed carriage returns from {n_cr} line(s)")
+        if name == "text" and case is not None:
+            before = table
+            table = {k: apply_case(v, case) for k, v in table.items()}
+            n_case = sum(1 for k in table if table[k] != before[k])
+            if n_case:
+                report.notes.append(f"{d / name}: {n_case} transcript(s) converted to {case} case")
         tables[name] = table
 
     def drop(reason: str, utt: str) -> None:
@@ -607,10 +707,11 @@ def read_data_dir_tables(data_dir: PathLike) -> Dict[str, "OrderedDict[str, str]
 
 
 def check_valid_or_raise(
-    data_dir: PathLike, no_text: bool = False, allow_empty_text: bool = False, max_listed: int = 8
+    data_dir: PathLike, no_text: bool = False, allow_empty_text: bool = False, max_listed: int = 8,
+    case: Optional[str] = None,
 ) -> None:
     """Raise a :class:`UserError` listing the problems if ``data_dir`` does not validate."""
-    problems = validate_data_dir(data_dir, no_text=no_text, allow_empty_text=allow_empty_text)
+    problems = validate_data_dir(data_dir, no_text=no_text, allow_empty_text=allow_empty_text, case=case)
     if problems:
         shown = "\n  ".join(problems[:max_listed])
         more = f"\n  ... and {len(problems) - max_listed} more" if len(problems) > max_listed else ""

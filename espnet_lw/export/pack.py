@@ -36,6 +36,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from espnet_lw.losses.config import LW_CTC_TRAINING_ONLY_KEYS
 from espnet_lw.models.loading import load_reference
 from espnet_lw.scoring import ScoreSummary, parse_result
 from espnet_lw.utils.cli import UserError
@@ -67,6 +68,8 @@ def stock_config(conf: dict, config_path: PathLike = "config.yaml") -> dict:
                         "(its config declares model: lw_ctc)", str(config_path))
     if name in STOCK_NAMES:
         model_conf = dict(conf.get("model_conf") or {})
+        for key in LW_CTC_TRAINING_ONLY_KEYS:  # e.g. the KD term of a kd student: training only
+            model_conf.pop(key, None)
         model_conf["ctc_weight"] = 1.0
         model_conf.setdefault("report_wer", False)  # lw_ctc's default
         conf.update(model=STOCK_NAMES[name], model_conf=model_conf, decoder=None, decoder_conf={})

@@ -206,3 +206,49 @@ class AlignmentConfig:
     def to_dict(self) -> dict:
         """The configured terms with every key written out."""
         return {name: asdict(term) for name, term in (("clip", self.clip), ("mse", self.mse)) if term is not None}
+
+
+#: the linear-CTC model's model_conf keys that only shape training (the KD term): packing, export and
+#: field adaptation drop them, so that a KD student is a plain CTC model outside its own training.
+#: Here, not in espnet_lw.models.linear_ctc, so that reading them needs no ESPnet import.
+LW_CTC_TRAINING_ONLY_KEYS = ("kd", "kd_length_tolerance")
+
+
+# ------------------------------------------------------------------------------ knowledge distillation
+@dataclass(frozen=True)
+class KDConfig:
+    """Logit knowledge distillation to the reference's CTC posteriors (``kd`` of a student config,
+    ``model_conf.kd`` of an ``lw_ctc`` model; see :func:`espnet_lw.losses.distill.kd_loss`).
+
+    The training loss becomes ``CTC + weight * T^2 * KL(p_ref^T || p_student^T)`` with ``T`` the
+    ``temperature`` that softens both distributions (Hinton et al.'s scaling keeps the gradient's
+    size independent of ``T``).
+    """
+
+    weight: float = 1.0
+    temperature: float = 2.0
+
+    @classmethod
+    def from_dict(cls, conf: Optional[Mapping], where: str = "kd") -> "KDConfig":
+        """Read and check a YAML mapping (``ConfigError`` naming ``where`` on an unknown key or a bad value)."""
+        if conf is not None and not isinstance(conf, Mapping):
+            raise ConfigError(f"{where} must be a mapping with the keys weight and temperature, got {conf!r}")
+        conf = dict(conf or {})
+        _check_keys(conf, cls, where)
+        out = cls(**conf)
+        out.validate(where)
+        return out
+
+    @classmethod
+    def coerce(cls, conf: Union["KDConfig", Mapping, None], where: str = "kd") -> "KDConfig":
+        if isinstance(conf, cls):
+            conf.validate(where)
+            return conf
+        return cls.from_dict(conf, where)
+
+    def validate(self, where: str = "kd") -> None:
+        _number(self.weight, f"{where}.weight", positive=True)
+        _number(self.temperature, f"{where}.temperature", positive=True)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

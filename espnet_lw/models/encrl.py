@@ -48,6 +48,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable  # noqa: E402
 
 from espnet_lw.losses.alignment import AlignmentLoss  # noqa: E402
 from espnet_lw.losses.config import AlignmentConfig, AlignmentLike  # noqa: E402
+from espnet_lw.losses.distill import fit_time as _fit_time  # noqa: E402
 from espnet_lw.models.blocks import BlocksSpec, check_init_state, reference_init_state, select_blocks  # noqa: E402
 from espnet_lw.models.linear_ctc import ctc_only_kwargs  # noqa: E402
 from espnet_lw.models.loading import load_reference  # noqa: E402
@@ -58,13 +59,6 @@ logger = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------ the model
-def _fit_time(x: torch.Tensor, t: int) -> torch.Tensor:
-    """Cut or zero-pad the time axis (dim 1) of ``x`` to ``t`` frames."""
-    if x.size(1) >= t:
-        return x[:, :t]
-    return torch.nn.functional.pad(x, (0, 0, 0, t - x.size(1)))
-
-
 class EncRLModel(ESPnetASRModel):
     """Student encoder + linear CTC head trained to reproduce a frozen reference encoder."""
 

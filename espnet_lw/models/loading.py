@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Dict, List, Tuple, Union
 import numpy as np
 import torch
 
+from espnet_lw.utils.checkpoints import safe_torch_load
 from espnet_lw.utils.cli import UserError
 from espnet_lw.utils.io import load_yaml
 from espnet_lw.utils.quiet import import_quietly
@@ -36,14 +37,14 @@ PathLike = Union[str, Path]
 def load_state(model_file: PathLike) -> dict:
     """The state dict of a model file (``valid.loss.ave.pth``, ``<N>epoch.pth``), on the CPU.
 
-    A DeepSpeed-style ``{"module": ...}`` wrapper is unwrapped; a training ``checkpoint.pth``
-    (model + optimizers) and anything that is not a state dict are refused with a ``UserError``.
+    Loaded with ``weights_only=True`` (:func:`~espnet_lw.utils.checkpoints.safe_torch_load`): a file
+    that would run code when unpickled is refused. A DeepSpeed-style ``{"module": ...}`` wrapper is
+    unwrapped; a training ``checkpoint.pth`` (model + optimizers) and anything that is not a state
+    dict are refused with a ``UserError``.
     """
     model_file = Path(model_file)
-    try:
-        state = torch.load(model_file, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot read the reference model ({e.__class__.__name__}: {e})", str(model_file)) from e
+    # weights_only: a downloaded model never runs code here (a pickled object is refused, naming the file)
+    state = safe_torch_load(model_file, "reference model")
     if isinstance(state, dict) and "module" in state and isinstance(state["module"], dict):
         state = state["module"]
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict) and "optimizers" in state:

@@ -14,25 +14,47 @@ A student config only says what differs from the reference::
         max_epoch: 5
     scratch:                      # baseline: the same student, CTC from random init
         max_epoch: 15
-    pruned:                       # baseline: reference blocks (first|last|every_other|[i,..]) + CTC
-        blocks: first
-        max_epoch: 5
+    pruned:                       # baseline: reference blocks (last|first|every_other|[i,..]) + CTC
+        blocks: last
+    control:                      # baseline: the EncRL student's init + the fine-tune's schedule, no EncRL
+    kd:                           # baseline: control + KL to the reference's CTC posteriors
+        weight: 1.0
+        temperature: 2.0
 
 Everything else (features, SpecAugment, encoder width and layout, optimiser, batch size) is
 taken from the reference's ``config.yaml`` (:data:`INHERITED`), so a student always matches its
-reference. Keys in a section other than ``model_conf`` / ``blocks`` override the reference's
-training keys (``optim_conf``, ``max_epoch``, ``batch_bins`` ...).
+reference. Keys in a section other than ``model_conf`` / ``blocks`` (and ``weight`` /
+``temperature`` of ``kd``) override the reference's training keys (``optim_conf``, ``max_epoch``,
+``batch_bins`` ...).
+
+The modes (:data:`MODES`) and what each trains:
+
+* ``encrl``: EncRL (section ``encrl``), then the linear-CTC fine-tune (section ``finetune``);
+* ``scratch``: CTC from random init (``scratch``);
+* ``pruned``: CTC from the reference blocks ``pruned.blocks`` (default ``last``, the paper's
+  "delete the first blocks");
+* ``control``: CTC from the EncRL student's own init (``blocks``, default
+  ``encrl.model_conf.init_from_reference``) with the fine-tune's settings (its schedule, warm-up,
+  optimiser: every ``finetune`` key), no EncRL step;
+* ``kd``: as ``control`` plus ``weight * T^2 * KL`` to the reference's cached CTC posteriors
+  (``weight`` / ``temperature``: :class:`espnet_lw.losses.config.KDConfig`).
+
+Every mode trains :func:`total_epochs` (EncRL + fine-tune epochs) unless its section sets
+``max_epoch``.
 
 :meth:`StudentConfig.load` reads and checks the file (an unknown key is refused with the allowed
 ones and the file's name); :func:`make_configs` derives the training configs of a mode
-(``encrl.yaml`` + ``finetune.yaml``, ``scratch.yaml``, or ``finetune.yaml`` + ``blocks.txt``);
-:func:`write_student_configs` writes them, refusing to change those of a trained student.
+(``encrl.yaml`` + ``finetune.yaml``, ``scratch.yaml``, ``finetune.yaml`` + ``blocks.txt`` (pruned),
+``control.yaml`` / ``kd.yaml`` (+ ``init_blocks.txt``)) and ``student.json`` (the student's identity:
+mode, ratio, seed, init, epochs); :func:`write_student_configs` writes them, refusing to change
+those of a trained student.
 This module imports neither torch nor ESPnet.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +62,9 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 import yaml
 
-from espnet_lw.losses.config import AlignmentConfig
+from espnet_lw.losses.config import AlignmentConfig, KDConfig
 from espnet_lw.models.blocks import parse_blocks
+from espnet_lw.models.targets import check_reference_cache
 from espnet_lw.utils.cli import ConfigError, UserError
 from espnet_lw.utils.io import atomic_write_text, load_yaml
 
@@ -59,12 +82,17 @@ INHERITED = (
     "max_epoch",
 )
 #: the sections of a student config (one per training of a student)
-SECTIONS = ("encrl", "finetune", "scratch", "pruned")
+SECTIONS = ("encrl", "finetune", "scratch", "pruned", "control", "kd")
 #: keys of a section besides the inherited ones it may override
 SECTION_KEYS = ("model_conf", "blocks", "best_model_criterion")
+#: keys of the kd section only (espnet_lw.losses.config.KDConfig)
+KD_KEYS = ("weight", "temperature")
 TOP_KEYS = ("num_blocks", "reduction") + SECTIONS
 #: the sections each mode trains
-MODES = {"encrl": ("encrl", "finetune"), "scratch": ("scratch",), "pruned": ("pruned",)}
+MODES = {"encrl": ("encrl", "finetune"), "scratch": ("scratch",), "pruned": ("pruned",),
+         "control": ("control",), "kd": ("kd",)}
+#: the reference blocks a pruned student keeps unless pruned.blocks says otherwise (the paper's baseline)
+PRUNED_DEFAULT_BLOCKS = "last"
 
 
 # ------------------------------------------------------------------------------ the schema
@@ -75,18 +103,21 @@ class Section:
     name: str
     overrides: Dict[str, Any] = field(default_factory=dict)  #: INHERITED keys / best_model_criterion
     model_conf: Dict[str, Any] = field(default_factory=dict)  #: lw_encrl's model_conf (section encrl)
-    blocks: Union[str, List[int]] = "first"  #: section pruned: the reference blocks the student starts from
+    #: sections pruned / control / kd: the reference blocks the student starts from (None: the mode's default)
+    blocks: Union[None, str, List[int]] = None
+    kd: Optional[KDConfig] = None  #: section kd: the KD term (weight, temperature)
 
     @classmethod
     def from_dict(cls, name: str, data: Any, path: Path) -> "Section":
         if data is None:
-            return cls(name)
+            return cls(name, kd=KDConfig() if name == "kd" else None)
         if not isinstance(data, Mapping):
             raise UserError(f"section '{name}' must be a mapping", str(path))
-        bad = set(data) - set(INHERITED) - set(SECTION_KEYS)
+        own = SECTION_KEYS + (KD_KEYS if name == "kd" else ())
+        bad = set(data) - set(INHERITED) - set(own)
         if bad:
             raise UserError(
-                f"section '{name}': unknown keys {sorted(bad)}; allowed: model_conf, blocks and {', '.join(INHERITED)}",
+                f"section '{name}': unknown keys {sorted(bad)}; allowed: {', '.join(own)} and {', '.join(INHERITED)}",
                 str(path),
             )
         model_conf = data.get("model_conf") or {}
@@ -97,7 +128,16 @@ class Section:
                 AlignmentConfig.from_dict(model_conf["alignment"])
             except ConfigError as e:
                 raise UserError(f"section '{name}': model_conf.{e.what}", str(path)) from e
-        out = cls(name, {k: v for k, v in data.items() if k not in ("model_conf", "blocks")}, dict(model_conf))
+        if name == "kd" and "kd" in model_conf:
+            raise UserError("section 'kd': give weight and temperature directly under kd:, not in model_conf.kd",
+                            str(path))
+        out = cls(name, {k: v for k, v in data.items() if k not in ("model_conf", "blocks") + KD_KEYS},
+                  dict(model_conf))
+        if name == "kd":
+            try:
+                out.kd = KDConfig.from_dict({k: data[k] for k in KD_KEYS if k in data}, "kd")
+            except ConfigError as e:
+                raise UserError(f"section 'kd': {e.what}", str(path)) from e
         for key, value in (("blocks", data.get("blocks")), ("model_conf.init_from_reference",
                                                             model_conf.get("init_from_reference"))):
             if value is not None:
@@ -193,11 +233,63 @@ def section_config(base: dict, section: Section, model: str, model_conf: dict) -
     return out
 
 
+def section_epochs(base: dict, section: Section) -> int:
+    """The epochs a section trains when it does not derive them: its ``max_epoch`` or the reference's."""
+    value = section.overrides.get("max_epoch", base.get("max_epoch"))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"section '{section.name}': max_epoch must be a positive integer, got {value!r}")
+    return value
+
+
+def total_epochs(base: dict, sections: Mapping[str, Section]) -> int:
+    """The epochs of the EncRL student (EncRL + fine-tune): what every other mode trains by default."""
+    return section_epochs(base, sections["encrl"]) + section_epochs(base, sections["finetune"])
+
+
+def _blocks_text(blocks: Union[str, List[int]]) -> str:
+    return ",".join(map(str, blocks)) if isinstance(blocks, list) else str(blocks)
+
+
+def _init_blocks(sections: Mapping[str, Section], mode: str) -> Union[None, str, List[int]]:
+    """The reference blocks a student of ``mode`` starts from (None: random init)."""
+    if mode == "pruned":
+        return sections["pruned"].blocks or PRUNED_DEFAULT_BLOCKS
+    if mode in ("control", "kd"):
+        if sections[mode].blocks is not None:
+            return sections[mode].blocks
+        init = sections["encrl"].model_conf.get("init_from_reference")
+        return parse_blocks(init) if init is not None else None
+    if mode == "encrl":
+        init = sections["encrl"].model_conf.get("init_from_reference")
+        return parse_blocks(init) if init is not None else None
+    return None
+
+
+def _derived_section(base: dict, sections: Mapping[str, Section], mode: str) -> Section:
+    """The section a mode trains with its defaults filled in: ``max_epoch`` (the EncRL student's total)
+    and, for control / kd, every key of the fine-tune (schedule, warm-up, optimiser) under its own."""
+    own = sections[mode]
+    overrides: Dict[str, Any] = {}
+    if mode in ("control", "kd"):
+        overrides.update({k: v for k, v in sections["finetune"].overrides.items() if k != "max_epoch"})
+    overrides["max_epoch"] = total_epochs(base, sections)
+    overrides.update(own.overrides)
+    return Section(own.name, overrides, dict(own.model_conf), own.blocks, own.kd)
+
+
 def make_configs(ref_config: Path, ref_model: Path, student: Path, mode: str,
-                 reference_cache: Optional[str]) -> Dict[str, Union[dict, str]]:
-    """The files of ``mode`` (name -> training config, or text for ``blocks.txt``)."""
+                 reference_cache: Optional[str], seed: Optional[int] = None) -> Dict[str, Union[dict, str]]:
+    """The files of ``mode``: name -> training config (``*.yaml``), text (``blocks.txt`` /
+    ``init_blocks.txt``) or the identity record ``student.json`` (a dict).
+
+    ``seed``: the trainer's seed of every training of the student (default: the reference's).
+    ``reference_cache`` (modes encrl, kd): the reference-target cache; kd refuses one without the
+    reference's CTC log-posteriors, made with another reference or from other data.
+    """
     if mode not in MODES:
         raise UserError(f"mode must be one of {', '.join(sorted(MODES))}, got {mode!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise UserError(f"the student's seed must be an integer >= 0, got {seed!r}")
     ref = load_yaml(ref_config, "reference config")
     conf = StudentConfig.load(student)
     if ref.get("encoder") != "conformer":
@@ -206,9 +298,13 @@ def make_configs(ref_config: Path, ref_model: Path, student: Path, mode: str,
             str(ref_config),
         )
     ref_blocks = int((ref.get("encoder_conf") or {}).get("num_blocks", 0))
-    base = base_config(ref, conf.blocks_for(ref_blocks))
+    num_blocks = conf.blocks_for(ref_blocks)
+    base = base_config(ref, num_blocks)
+    if seed is not None:
+        base["seed"] = seed
     sections = conf.sections
     out: Dict[str, Union[dict, str]] = {}
+    trainings: Dict[str, int] = {}
     if mode == "encrl":
         mconf = dict(sections["encrl"].model_conf)
         mconf["reference_config"] = str(ref_config)
@@ -217,25 +313,67 @@ def make_configs(ref_config: Path, ref_model: Path, student: Path, mode: str,
             mconf["reference_cache"] = reference_cache
         out["encrl.yaml"] = section_config(base, sections["encrl"], "lw_encrl", mconf)
         out["finetune.yaml"] = section_config(base, sections["finetune"], "lw_ctc", {})
+        trainings = {"encrl": section_epochs(base, sections["encrl"]),
+                     "finetune": section_epochs(base, sections["finetune"])}
     elif mode == "scratch":
-        out["scratch.yaml"] = section_config(base, sections["scratch"], "lw_ctc", {})
-    else:
-        pruned = sections["pruned"]
-        out["finetune.yaml"] = section_config(base, pruned, "lw_ctc", {})
-        blocks = pruned.blocks
-        out["blocks.txt"] = ",".join(map(str, blocks)) if isinstance(blocks, list) else str(blocks)
+        section = _derived_section(base, sections, mode)
+        out["scratch.yaml"] = section_config(base, section, "lw_ctc", {})
+        trainings = {"scratch": section.overrides["max_epoch"]}
+    elif mode == "pruned":
+        # (finetune.yaml + blocks.txt: the layout of pruned students trained before student.json existed)
+        section = _derived_section(base, sections, mode)
+        out["finetune.yaml"] = section_config(base, section, "lw_ctc", {})
+        out["blocks.txt"] = _blocks_text(_init_blocks(sections, mode))
+        trainings = {"pruned": section.overrides["max_epoch"]}
+    else:  # control, kd
+        section = _derived_section(base, sections, mode)
+        mconf = dict(section.model_conf)
+        if mode == "kd":
+            if reference_cache:
+                check_reference_cache(reference_cache, ref_config, ref_model, ["logp"])
+            mconf["kd"] = section.kd.to_dict()
+        out[f"{mode}.yaml"] = section_config(base, section, "lw_ctc", mconf)
+        init = _init_blocks(sections, mode)
+        if init is None:
+            logger.warning("%s: encrl.model_conf.init_from_reference is null, so the %s student starts from "
+                           "random weights (the fine-tune's schedule, no EncRL)", student, mode)
+        else:
+            out["init_blocks.txt"] = _blocks_text(init)
+        trainings = {mode: section.overrides["max_epoch"]}
+    init = _init_blocks(sections, mode)
+    training_seed = next(c for c in out.values() if isinstance(c, dict)).get("seed", 0)
+    out["student.json"] = {
+        "mode": mode,
+        "student_config": Path(student).name,
+        "ratio": conf.reduction if conf.reduction is not None else round(1.0 - num_blocks / ref_blocks, 3),
+        "num_blocks": num_blocks,
+        "reference_blocks": ref_blocks,
+        "seed": training_seed,
+        "init": "random" if init is None else _blocks_text(init),
+        "epochs": sum(trainings.values()),
+        "trainings": trainings,
+        "kd": sections["kd"].kd.to_dict() if mode == "kd" else None,
+    }
     return out
 
 
 def render(files: Dict[str, Union[dict, str]], student_config: PathLike, reference_config: PathLike) -> Dict[str, str]:
-    """The text of each file: a header line + YAML for the configs, the line of ``blocks.txt``.
+    """The text of each file: a header line + YAML for the configs, the line of ``blocks.txt``,
+    the JSON of ``student.json``.
 
     (Kept in this exact format: :func:`check_unchanged` compares it with the files of students
     trained before.)
     """
     header = f"# written by espnet_lw.bin.make_student_configs from {student_config} and {reference_config}\n"
-    return {name: content + "\n" if isinstance(content, str) else header + yaml.safe_dump(content, sort_keys=False)
-            for name, content in files.items()}
+    out = {}
+    for name, content in files.items():
+        if isinstance(content, str):
+            out[name] = content + "\n"
+        elif name.endswith(".json"):
+            out[name] = json.dumps(content, indent=1) + "\n"
+        else:
+            out[name] = header + yaml.safe_dump(content, sort_keys=False)
+    return out
 
 
 def _body(text: str) -> List[str]:
@@ -265,14 +403,14 @@ def check_unchanged(out: Path, texts: Dict[str, str], trained_dir: Path, student
 
 def write_student_configs(reference_config: PathLike, reference_model: PathLike, student_config: PathLike,
                           mode: str, out_dir: PathLike, reference_cache: Optional[str] = None,
-                          trained_dir: Optional[PathLike] = None) -> List[Path]:
+                          trained_dir: Optional[PathLike] = None, seed: Optional[int] = None) -> List[Path]:
     """Derive the training configs of ``mode`` and write them into ``out_dir``; the paths written.
 
     ``trained_dir``: the student's exp dir; when a training in it has finished (``.done.stage11``),
     configs in ``out_dir`` that would change are refused, not overwritten.
     """
     files = make_configs(Path(reference_config), Path(reference_model), Path(student_config), mode,
-                         reference_cache)
+                         reference_cache, seed)
     texts = render(files, student_config, reference_config)
     out = Path(out_dir)
     if trained_dir:

@@ -5,23 +5,31 @@ writes kaldiio ark/scp files that ESPnet's data loader reads as optional inputs 
 ``lw_encrl`` model::
 
     DIR/ref_enc.scp   (T' x D reference encoder output per utterance, float32)
-    DIR/ref_logp.scp  (T' x V CTC log-posteriors of the reference's head; only with what enc,logp)
-    DIR/info.yaml     (reference files' paths/sizes/mtimes/sha256, data dir, timing, complete flag)
+    DIR/ref_logp.scp  (T' x V CTC log-posteriors of the reference's head, the targets of KD: Kaldi's
+                       2-byte compressed matrix, about 3e-4 from the float32 values; what enc,logp)
+    DIR/info.yaml     (reference files' paths/sizes/mtimes/sha256, data dir and a hash of its contents,
+                       timing, complete flag)
 
-:func:`reference_fingerprint` says which reference made a cache, :func:`check_reference_cache`
-refuses an unfinished cache or one made with another reference (``model_conf.reference_cache``).
+Both targets come from the same one pass over the data (the default ``what`` is ``enc,logp``).
+:func:`reference_fingerprint` says which reference made a cache, :func:`data_fingerprint` which data
+(the sha256 of the data dir's wav.scp, text, utt2num_samples and segments: re-filtering the training
+set changes it, a copy of the same data does not). :func:`check_reference_cache` refuses an unfinished
+cache, one made with another reference or from data that changed since, and one without the targets
+a student needs (``model_conf.reference_cache``; the ``kd`` student's configs).
 
 Utterances are run one at a time by default: ESPnet's conv2d subsampling counts output frames
 from the padded batch length and its conv modules see the padding, so batched targets would depend
 on the batch an utterance happened to land in (``batch_seconds`` batches anyway, faster on a GPU;
 the model compares the frames both sides have, within ``cache_length_tolerance``). The run resumes
 where it stopped (per-job ark/scp under DIR/split/ are appended to, finished utterances are
-skipped); a finished cache is left alone, and a cache made for another reference or data dir is
-refused unless ``overwrite`` (the old directory is moved aside, never deleted).
+skipped); a finished cache is left alone, and a cache made for another reference, data dir or data,
+or one lacking a requested target (caches older than the log-posteriors hold ``enc`` only) is refused
+unless ``overwrite`` (the old directory is moved aside, never deleted, and the cache is made again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing as mp
 import shutil
@@ -40,7 +48,14 @@ PathLike = Union[str, Path]
 
 #: the targets a cache can hold, in this order
 WHATS = ("enc", "logp")
+#: what a dump writes unless told otherwise: both, from the one pass (EncRL reads enc, KD reads logp)
+DEFAULT_WHAT = ("enc", "logp")
 DUMP_COMMAND = "espnet_lw.bin.dump_reference_targets"
+#: kaldiio compression of the log-posteriors: Kaldi's kTwoByteAuto (CM2), 2 bytes a value, global range
+LOGP_COMPRESSION = 3
+LOGP_FORMAT = "kaldi compressed matrix CM2 (2 bytes per value)"
+#: the files of a data dir whose contents a cache's data hash covers (those present)
+DATA_FILES = ("wav.scp", "text", "utt2num_samples", "segments")
 
 
 # ------------------------------------------------------------------------------ which reference
@@ -54,13 +69,37 @@ def reference_fingerprint(reference_config: PathLike, reference_model: PathLike)
     return out
 
 
+def data_fingerprint(data_dir: PathLike) -> dict:
+    """What identifies the data a cache was made from: the sha256 of each of :data:`DATA_FILES` the
+    dir holds, and one sha256 over them all (``{"files": {name: sha256}, "sha256": ...}``)."""
+    data_dir = Path(data_dir)
+    files = {name: sha256_of(data_dir / name) for name in DATA_FILES if (data_dir / name).is_file()}
+    total = hashlib.sha256("".join(f"{k} {v}\n" for k, v in sorted(files.items())).encode()).hexdigest()
+    return {"files": files, "sha256": total}
+
+
+def data_changes(old: Optional[dict], data_dir: PathLike) -> Optional[str]:
+    """Why the cache info's ``data`` no longer describes ``data_dir`` (None: it does)."""
+    if not old or not isinstance(old, dict) or "sha256" not in old:
+        return "it records no hash of its data (made by an older espnet-lw)"
+    now = data_fingerprint(data_dir)
+    if now["sha256"] == old["sha256"]:
+        return None
+    names = sorted(set(now["files"]) | set(old.get("files") or {}))
+    changed = [n for n in names if now["files"].get(n) != (old.get("files") or {}).get(n)]
+    return f"the data changed since it was made ({', '.join(changed)} of {data_dir})"
+
+
 def check_reference_cache(
     cache_dir: PathLike,
     reference_config: PathLike,
     reference_model: PathLike,
     need: Sequence[str] = ("enc",),
+    data_dir: Optional[PathLike] = None,
 ) -> dict:
-    """Refuse a target cache that is unfinished or was made with another reference; return its info."""
+    """Refuse a target cache that is unfinished, was made with another reference or from data that
+    changed since (``data_dir``, default: the one it was made from), or lacks a target of ``need``;
+    return its info."""
     cache_dir = Path(cache_dir)
     info_file = cache_dir / "info.yaml"
     if not info_file.is_file():
@@ -82,8 +121,21 @@ def check_reference_cache(
             )
     missing = [w for w in need if w not in (info.get("what") or [])]
     if missing:
-        raise UserError(f"the cache has no {', '.join(missing)} targets (it has {info.get('what')})", str(cache_dir),
-                        "dump again with --what " + ",".join(need))
+        old_note = "; caches made before the log-posteriors were cached hold enc only" if "logp" in missing else ""
+        raise UserError(f"the cache has no {', '.join(missing)} targets (it has {info.get('what')}{old_note})",
+                        str(cache_dir),
+                        f"re-run {DUMP_COMMAND} --output_dir {cache_dir} --what {','.join(WHATS)} --overwrite true "
+                        "(lw.sh stage 11 does this itself)")
+    data = Path(data_dir) if data_dir is not None else Path(str(info.get("data_dir") or ""))
+    if not (data / "wav.scp").is_file():
+        raise UserError(f"the data dir the cache was made from ({data}) has no wav.scp: cannot tell whether the "
+                        "cache still fits the training data", str(info_file),
+                        f"re-run {DUMP_COMMAND} on the training data dir with --overwrite true")
+    why = data_changes(info.get("data"), data)
+    if why:
+        raise UserError(f"stale cache: {why}", str(info_file),
+                        f"re-run {DUMP_COMMAND} --data_dir {data} --output_dir {cache_dir} --overwrite true "
+                        "(lw.sh stage 11 does this itself)")
     return info
 
 
@@ -253,7 +305,8 @@ def run_job(job: int, keys: List[str], conf: JobConfig) -> dict:
         enc_lens = enc_lens.cpu().tolist()
         for w in what:
             arrays = {k: out[w][i, : enc_lens[i]].float().cpu().numpy() for i, k in enumerate(batch)}
-            save_ark(str(ark[w]), arrays, scp=str(scp[w]), append=True)
+            save_ark(str(ark[w]), arrays, scp=str(scp[w]), append=True,
+                     compression_method=LOGP_COMPRESSION if w == "logp" else None)
         stats["seconds"] += time.perf_counter() - t0
         stats["utts"] += len(batch)
         stats["samples"] += int(lens.sum())
@@ -274,7 +327,8 @@ def _job_entry(args):
 # ------------------------------------------------------------------------------ the dump
 def _check_existing(out: Path, info_file: Path, fingerprint: dict, data_dir: Path, what: List[str],
                     overwrite: bool) -> bool:
-    """Decide about an existing output dir; True when it is a complete cache of the same inputs."""
+    """Decide about an existing output dir; True when it is a complete cache of the same inputs
+    holding (at least) the targets ``what``."""
     if info_file.is_file():
         old = load_yaml(info_file, "reference-target cache info", allow_empty=True)
         reasons = []
@@ -283,11 +337,19 @@ def _check_existing(out: Path, info_file: Path, fingerprint: dict, data_dir: Pat
                 reasons.append(f"another reference {name} ({(old.get('reference') or {}).get(name, {}).get('path')})")
         if old.get("data_dir") != str(data_dir.resolve()):
             reasons.append(f"another data dir ({old.get('data_dir')})")
-        if old.get("what") != what:
-            reasons.append(f"other targets ({old.get('what')})")
+        else:
+            why = data_changes(old.get("data"), data_dir)
+            if why:
+                reasons.append(why)
+        old_what = list(old.get("what") or [])
+        if old.get("complete") and not set(what) <= set(old_what):
+            old_note = ": caches made before the log-posteriors were cached hold enc only" if "logp" in what else ""
+            reasons.append(f"other targets ({old_what}; wanted {what}{old_note})")
+        elif not old.get("complete") and old_what != what:
+            reasons.append(f"other targets ({old_what}, unfinished; wanted {what})")
         if reasons and not overwrite:
             raise UserError(
-                "this cache was made with " + "; ".join(reasons),
+                "this cache does not fit: " + "; ".join(reasons),
                 str(info_file),
                 "pass --overwrite true to move it aside and dump again, or choose another --output_dir",
             )
@@ -311,7 +373,7 @@ def dump_reference_targets(
     reference_model: PathLike,
     data_dir: PathLike,
     output_dir: PathLike,
-    what: Union[str, Sequence[str]] = ("enc",),
+    what: Union[str, Sequence[str]] = DEFAULT_WHAT,
     nj: int = 1,
     num_threads: int = 1,
     device: str = "cpu",
@@ -322,7 +384,7 @@ def dump_reference_targets(
     """Run the reference over ``data_dir`` (``nj`` processes) and cache its outputs in ``output_dir``.
 
     Returns the cache's info (as written to ``info.yaml``), or None when a complete cache of the
-    same reference, data dir and targets was already there (it is left alone).
+    same reference and data holding the targets ``what`` was already there (it is left alone).
     """
     what = parse_what(what) if isinstance(what, str) else parse_what(",".join(what))
     for f, name in ((reference_config, "reference config"), (reference_model, "reference model")):
@@ -345,7 +407,9 @@ def dump_reference_targets(
     info = {
         "reference": fingerprint,
         "data_dir": str(data_dir.resolve()),
+        "data": data_fingerprint(data_dir),
         "what": what,
+        "formats": {w: LOGP_FORMAT if w == "logp" else "kaldi float32 matrix" for w in what},
         "num_utterances": len(wav),
         "complete": False,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),

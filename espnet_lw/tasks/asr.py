@@ -13,6 +13,7 @@ _asr = import_quietly("espnet2.tasks.asr")
 
 from espnet_lw.models.encrl import EncRLModel  # noqa: E402
 from espnet_lw.models.linear_ctc import LinearCTCModel  # noqa: E402
+from espnet_lw.tasks.trainer import LWTrainer  # noqa: E402
 
 #: model name in YAML -> class
 LW_MODELS = {"lw_ctc": LinearCTCModel, "lw_encrl": EncRLModel}
@@ -28,7 +29,10 @@ register_models()
 
 
 class LWASRTask(_asr.ASRTask):
-    """ESPnet's ASR task, knowing the ``lw_*`` model classes."""
+    """ESPnet's ASR task, knowing the ``lw_*`` model classes; trained by :class:`LWTrainer`
+    (atomic checkpoint saves, DDP only, unused parameters handled for EncRL)."""
+
+    trainer = LWTrainer
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what espnet-lw needs on a Debian/Ubuntu machine:
-#   system tools: sox, flac, sctk (sclite), espeak-ng (apt-get; needs root or sudo)
+#   system tools: sox, flac, sctk (sclite), espeak-ng, flite, wordnet-base (apt-get; needs root or sudo)
 #   Python:       this checkout (pip install -e .) with espnet 202511, torchaudio 2.11.0, ...
 # Usage: bash egs2/TEMPLATE/lw1/install.sh [--no_system] [--python python3]
 # Safe to run again: installed pieces are skipped.
@@ -23,9 +23,10 @@ have_sclite() {
 }
 
 pkgs=()
-for t in sox flac espeak-ng; do
+for t in sox flac espeak-ng flite; do
     command -v "${t}" >/dev/null 2>&1 || pkgs+=("${t}")
 done
+[ -f "${WNSEARCHDIR:-/usr/share/wordnet}/data.noun" ] || pkgs+=(wordnet-base)  # mini_synth's sentences
 have_sclite || pkgs+=(sctk)
 if [ ${#pkgs[@]} -gt 0 ]; then
     if [ "${system}" = false ]; then
@@ -50,5 +51,5 @@ if [ "${installed_from}" != "${repo}" ]; then
     echo "installing the espnet_lw Python package and its dependencies (first time: several minutes)" >&2
     "${python}" -m pip install -q --progress-bar off -e "${repo}[test]"
 fi
-"${python}" -m espnet_lw.bin.check_tools --need sox,flac,sclite,espeak-ng
+"${python}" -m espnet_lw.bin.check_tools --need sox,flac,sclite,espeak-ng,flite,wordnet
 echo "espnet-lw is installed (repo: ${repo})" >&2

@@ -25,7 +25,7 @@ valid_set=dev
 test_sets="test_clean test_other dev_clean dev_other"
 
 paper_lw_args "${train_set}"  # recipe_lib.sh: the options both corpora share
-./lw.sh \
+exec ./lw.sh \
     --train_set "${train_set}" \
     --valid_set "${valid_set}" \
     --test_sets "${test_sets}" \

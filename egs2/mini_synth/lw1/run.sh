@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# mini_synth: the embedded synthetic-speech corpus (espeak-ng voices, LibriSpeech layout).
+# mini_synth: the embedded synthetic-speech corpus (WordNet sentences read by espeak-ng and flite voices,
+# LibriSpeech layout).
 # Builds everything offline: corpus -> reference model -> decoding -> sclite -> RESULTS.md.
 #   ./run.sh                              # stages 1-13 with the defaults below
 #   ./run.sh --stage 12 --stop_stage 13   # any range again; finished stages are skipped
@@ -11,9 +12,9 @@ cd "$(dirname "$0")"
 
 train_set=train
 valid_set=dev
-test_sets="dev test field"
+test_sets="dev test field_test"
 
-./lw.sh \
+exec ./lw.sh \
     --train_set "${train_set}" \
     --valid_set "${valid_set}" \
     --test_sets "${test_sets}" \

@@ -21,7 +21,7 @@ valid_set=dev
 test_sets="dev test"
 
 paper_lw_args "${train_set}"  # recipe_lib.sh: the options both corpora share
-./lw.sh \
+exec ./lw.sh \
     --train_set "${train_set}" \
     --valid_set "${valid_set}" \
     --test_sets "${test_sets}" \

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # The students benchmark of this recipe, in one go (thin wrapper of python -m espnet_lw.bin.benchmark run):
+#   0. refuses a dirty checkout (or an expdir begun at another commit) unless --allow_dirty,
 #   1. the reference (./run.sh stages 1-13; finished stages are skipped),
-#   2. for each ratio NN: scratch, pruned and EncRL students of conf/student_rNN.yaml (stages 11-13),
-#   3. the EncRL loss ablations at --ablation_ratio (mse only, clip only),
-#   4. CTC-greedy WER of every epoch on --epoch_test_sets (cached in exp/benchmark/epochs/),
-#   5. exp/benchmark/benchmark.json, the benchmark section of RESULTS.md, the WER-vs-time plot
-#      (+ copies benchmark.json and benchmark_wer_vs_time.png next to RESULTS.md).
+#   2. for each ratio NN: scratch, pruned, control, kd and encrl students of conf/student_rNN.yaml
+#      (stages 11-13), every run with an explicit --student_seed: all --seeds at --seed_ratios, the first
+#      seed elsewhere (tags student_rNN_<mode>_seed<N>),
+#   3. the EncRL loss ablations at --ablation_ratio (one alignment term each, the ratio's seeds),
+#   4. CTC-greedy WER of every epoch on --epoch_test_sets (dev: the target set; cached in exp/benchmark/epochs/),
+#   5. exp/benchmark/benchmark.json, the benchmark section of RESULTS.md, the WER-vs-time plot and the logs
+#      behind the numbers (copies benchmark.json, benchmark_wer_vs_time.png, logs/benchmark/ next to RESULTS.md).
 # Run from the recipe dir:
-#   local/benchmark.sh [--ratios "50 67 83"] [--ablation_ratio 67] [--test_sets "dev test field"] \
-#       [--epoch_test_sets "test"] [--student_args ""] [--expdir exp] [--dumpdir dump] [run.sh options...]
+#   local/benchmark.sh [--ratios "50 67 83"] [--seeds "1 2 3"] [--seed_ratios 67] [--ablation_ratio 67] \
+#       [--modes "scratch pruned control kd encrl"] [--test_sets "dev test field_test"] [--epoch_test_sets dev] \
+#       [--student_args ""] [--expdir exp] [--dumpdir dump] [--allow_dirty] [--dry_run] [run.sh options...]
 # Other options go to every ./run.sh call (e.g. --nbpe 48 --asr_args "--max_epoch 1").
-# Re-running resumes: trained models and decoded epochs are reused.
+# Re-running resumes: trained models and decoded epochs are reused (at the same commit only).
 # Report only (no training): python -m espnet_lw.bin.benchmark report --recipe_dir .
 set -euo pipefail
 
@@ -19,36 +23,47 @@ for a in "$@"; do
     if [[ "${a}" =~ ^[A-Za-z0-9_./=:,+@%-]+$ ]]; then command_line+=" ${a}"; else command_line+=" ${a@Q}"; fi
 done
 ratios="50 67 83"
+seeds="1 2 3"
+seed_ratios="67"
+modes="scratch pruned control kd encrl"
 ablation_ratio=67
-test_sets="dev test field"
-epoch_test_sets="test"
+test_sets="dev test field_test"
+epoch_test_sets="dev"
 student_args=""
 expdir=exp
 dumpdir=dump
 python=python3
+flags=()
 run_args=()
+valued="--ratios|--seeds|--seed_ratios|--modes|--ablation_ratio|--test_sets|--epoch_test_sets|--student_args"
+valued+="|--expdir|--dumpdir|--python"
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        --ratios|--ablation_ratio|--test_sets|--epoch_test_sets|--student_args|--expdir|--dumpdir|--python)
-            [ $# -ge 2 ] || { echo "ERROR: option $1 needs a value" >&2; exit 1; }
-            printf -v "${1#--}" '%s' "$2"; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --allow_dirty|--dry_run) flags+=("$1"); shift ;;
         --*=*)
             name="${1%%=*}"
-            case "${name}" in
-                --ratios|--ablation_ratio|--test_sets|--epoch_test_sets|--student_args|--expdir|--dumpdir|--python)
-                    printf -v "${name#--}" '%s' "${1#*=}"; shift ;;
-                *) run_args+=("$1"); shift ;;
-            esac ;;
+            if [[ "${name}" =~ ^(${valued})$ ]]; then
+                printf -v "${name#--}" '%s' "${1#*=}"; shift
+            else
+                run_args+=("$1"); shift
+            fi ;;
         --*)
             [ $# -ge 2 ] || { echo "ERROR: option $1 needs a value" >&2; exit 1; }
-            run_args+=("$1" "$2"); shift 2 ;;
+            if [[ "$1" =~ ^(${valued})$ ]]; then
+                printf -v "${1#--}" '%s' "$2"
+            else
+                run_args+=("$1" "$2")
+            fi
+            shift 2 ;;
         *) echo "ERROR: unexpected argument '$1' (options look like --name value)" >&2; exit 1 ;;
     esac
 done
 
 exec nice -n "${BENCHMARK_NICE:-0}" "${python}" -m espnet_lw.bin.benchmark run --recipe_dir . \
-    --ratios "${ratios}" --ablation_ratio "${ablation_ratio}" --test_sets "${test_sets}" \
+    --ratios "${ratios}" --seeds "${seeds}" --seed_ratios "${seed_ratios}" --modes "${modes}" \
+    --ablation_ratio "${ablation_ratio}" --test_sets "${test_sets}" \
     --epoch_test_sets "${epoch_test_sets}" --student_args="${student_args}" \
-    --expdir "${expdir}" --dumpdir "${dumpdir}" --command "${command_line}" -- "${run_args[@]}"
+    --expdir "${expdir}" --dumpdir "${dumpdir}" --command "${command_line}" ${flags[@]+"${flags[@]}"} \
+    -- ${run_args[@]+"${run_args[@]}"}
