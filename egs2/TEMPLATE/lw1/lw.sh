@@ -494,18 +494,24 @@ format_set() {  # format_set DSET DST
         --resample "${resample}" "${channel_args[@]}" --nj "${nj}" "data/$1" "$2"
 }
 
+# format_step DSET DST WHAT: format data/DSET into DST as one resumable step whose marker records the
+# audio options and the source lists (stages 3, 16).
+format_step() {
+    step_opts="fs=${fs_int}
+audio_format=${audio_format}
+source wav.scp=$(file_hash "data/$1/wav.scp")
+source text=$(file_hash "data/$1/text")
+source segments=$(file_hash "data/$1/segments")"
+    step_kind=fresh
+    run_step "$2/.done.stage3" "$2" "$3: $2 already formatted" format_set "$1" "$2"
+}
+
 if run_stage 3; then
     begin 3 "format wav into ${data_feats}"
     status=skipped  # "done" once any set is formatted by this run
     for dset in "${train_set_sp}" "${valid_set}" ${test_sets}; do
         if [ "${dset}" = "${train_set_sp}" ]; then dst="${data_feats}/org/${dset}"; else dst="${data_feats}/${dset}"; fi
-        step_opts="fs=${fs_int}
-audio_format=${audio_format}
-source wav.scp=$(file_hash "data/${dset}/wav.scp")
-source text=$(file_hash "data/${dset}/text")
-source segments=$(file_hash "data/${dset}/segments")"
-        step_kind=fresh
-        run_step "${dst}/.done.stage3" "${dst}" "stage 3: ${dst} already formatted" format_set "${dset}" "${dst}"
+        format_step "${dset}" "${dst}" "stage 3"
         [ "${step_status}" = skipped ] || status=done
     done
     finish "${status}"
@@ -943,13 +949,7 @@ adapt_format_step() {  # 16a
         if [ "${dset}" = "${adapt_set}" ]; then dst="${data_feats}/org/${dset}"; else dst="${data_feats}/${dset}"; fi
         [ ! -e "${dst}/.done.stage3" ] || continue
         ${python} -m espnet_lw.bin.validate_data_dir --same_case_as "data/${train_set}" "data/${dset}"
-        step_opts="fs=${fs_int}
-audio_format=${audio_format}
-source wav.scp=$(file_hash "data/${dset}/wav.scp")
-source text=$(file_hash "data/${dset}/text")
-source segments=$(file_hash "data/${dset}/segments")"
-        step_kind=fresh
-        run_step "${dst}/.done.stage3" "${dst}" "stage 16: ${dst} already formatted" format_set "${dset}" "${dst}"
+        format_step "${dset}" "${dst}" "stage 16"
     done
     src="${data_feats}/org/${adapt_set}"
     dst="${data_feats}/${adapt_set}"
