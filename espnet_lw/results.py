@@ -46,7 +46,7 @@ PARAM_FILES = ("params.txt", "num_params.txt")
 #: written by the stage driver next to a model it trained: the command the user typed
 COMMAND_FILE = "run_command.txt"
 #: sections other tools own inside RESULTS.md (e.g. the benchmark); kept when it is rewritten
-KEPT_SECTIONS = ("notes", "benchmark", "device")
+KEPT_SECTIONS = ("notes", "benchmark", "device", "adapt")
 
 
 # ---------------------------------------------------------------------------

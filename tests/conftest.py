@@ -1,5 +1,6 @@
-"""Shared pytest fixtures: a tiny mini_synth corpus (built once per session) and
-a helper that turns one of its splits into a Kaldi-style data directory.
+"""Shared pytest fixtures: a tiny mini_synth corpus (built once per session), a helper that turns one
+of its splits into a Kaldi-style data directory, and one tiny run of the mini_synth recipe's stages 1-13
+(once per session) that the driver's test modules copy.
 
 Under CI (``LW_REQUIRE_TOOLS=1``, set by .ci/run) a test skipped because a required system tool is
 missing (sclite, sox, flac, espeak-ng, flite: :data:`REQUIRED_TOOLS_RE` on the skip reason) fails
@@ -31,6 +32,32 @@ def tiny_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mini_synth") / "MiniSynth"
     build_corpus(out, size="tiny", seed=0, nj=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_mini_synth(tmp_path_factory):
+    """Stages 1-13 of the mini_synth recipe at tiny size (recipe_runs.MINI_TINY_ARGS), run once per session
+    for every test module of the driver: a ``recipe_runs.FullRun``. Read it; to run anything in it, take a
+    copy first (``recipe_runs.clone_recipe_run(run.dir, dst)``)."""
+    _need_tts()
+    from recipe_runs import mini_synth_tiny_run
+
+    return mini_synth_tiny_run(tmp_path_factory.mktemp("tiny_mini_synth"))
+
+
+@pytest.fixture
+def mini_reference_config(tmp_path):
+    """``(path, dict)`` of conf/reference_mini.yaml completed as training writes it (fs, a token list,
+    global MVN): the reference the shipped student configs are made from."""
+    import yaml
+
+    ref = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "reference_mini.yaml").read_text())
+    ref["frontend_conf"]["fs"] = "16k"
+    ref["token_list"] = ["<blank>", "<unk>", "A", "<sos/eos>"]
+    ref["normalize"] = "global_mvn"
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(ref))
+    return path, ref
 
 
 @pytest.fixture

@@ -39,6 +39,15 @@ def recipe_copy(recipe: Path, dst: Path) -> Path:
     return dst
 
 
+def clone_recipe_run(src: Path, dst: Path) -> Path:
+    """A copy at ``dst`` of a recipe dir that has run (its data, dump and exp included; lw.sh and conf/
+    stay links into the repository). The run's outputs name their files relative to the recipe dir,
+    except data/*/wav.scp, which point into the source's corpus: keep ``src`` while the copy is used."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dst, symlinks=True)
+    return dst
+
+
 def run(cmd: Sequence[str], cwd: Path, env_extra=None, timeout=240) -> subprocess.CompletedProcess:
     """Run a recipe script offline, single-threaded, with this checkout's espnet_lw importable."""
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
@@ -46,6 +55,15 @@ def run(cmd: Sequence[str], cwd: Path, env_extra=None, timeout=240) -> subproces
                PYTHONPATH=pythonpath)
     env.update(env_extra or {})
     return subprocess.run(list(cmd), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_sh(recipe: Path, *args: str, check: bool = True, env_extra=None,
+           timeout: int = 1500) -> subprocess.CompletedProcess:
+    """``./run.sh ARGS`` in ``recipe`` (as :func:`run`); with ``check``, a failure raises with the log's tail."""
+    proc = run(["./run.sh", *args], recipe, env_extra, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-5000:]}")
+    return proc
 
 
 @dataclass
@@ -69,6 +87,43 @@ def full_run(recipe_dir: Path, args: Sequence[str], env_extra: Dict[str, str], t
         raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-2000:]}\n{proc.stderr[-5000:]}")
     return FullRun(recipe_dir, proc, seconds)
+
+
+# The mini_synth recipe at tiny size: the corpus's tiny split sizes, BPE 48, a 2-block reference trained
+# for one epoch. One run of stages 1-13 with these arguments is shared by the test modules of the driver
+# (conftest.py's ``tiny_mini_synth``); each takes its own copy (clone_recipe_run).
+MINI_SYNTH = REPO / "egs2" / "mini_synth" / "lw1"
+MINI_TINY_ARGS = [
+    "--local_data_opts", "--size tiny",
+    "--token_type", "bpe", "--nbpe", "48",
+    "--asr_args", "--max_epoch 1 --batch_bins 300000 --encoder_conf num_blocks=2",
+]
+MINI_REF_TAG = "reference_mini_raw_bpe48"
+
+# A one-block student of the tiny reference with one epoch per training (the kill/resume test's).
+TINY_STUDENT = """\
+num_blocks: 1
+encrl:
+    max_epoch: 1
+    model_conf:
+        alignment:
+            clip: {weight: 1.0, level: utterance, temperature: 0.07}
+            mse: {weight: 1.0, target: ctc_logp}
+finetune:
+    max_epoch: 1
+scratch:
+    max_epoch: 2
+pruned:
+    blocks: last
+    max_epoch: 1
+"""
+
+
+def mini_synth_tiny_run(base: Path) -> FullRun:
+    """Stages 1-13 of a scratch copy of the mini_synth recipe at ``base/lw1`` with MINI_TINY_ARGS (the
+    default test sets: dev, test, field_test)."""
+    d = recipe_copy(MINI_SYNTH, base / "lw1")
+    return full_run(d, MINI_TINY_ARGS, {}, timeout=1200)
 
 
 def tiny_full_run(recipe: Path, tmp_path: Path, nbpe: int, corpus_env: Dict[str, str]) -> FullRun:

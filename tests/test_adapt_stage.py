@@ -5,18 +5,15 @@ without training again, and --overwrite true redoes it keeping the old one aside
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
 import yaml
-from recipe_runs import recipe_copy, run
-from test_recipe_mini_synth import RECIPE, TINY_ARGS
+from recipe_runs import MINI_TINY_ARGS as TINY_ARGS
+from recipe_runs import clone_recipe_run, run_sh
 
-from espnet_lw.data.kaldi_dir import read_kv, write_kv
+from espnet_lw.data.kaldi_dir import read_kv
 
 pytestmark = pytest.mark.slow  # a tiny reference + an adaptation through lw.sh: several minutes on 2 cores
 
@@ -27,28 +24,13 @@ STAGE16 = ["--stage", "16", "--stop_stage", "16", "--adapt_set", "field_adapt", 
 
 
 def _run(recipe, *args, check=True) -> subprocess.CompletedProcess:
-    proc = run(["./run.sh", *args, *TINY_ARGS], recipe, timeout=1500)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-5000:]}")
-    return proc
+    return run_sh(recipe, *args, *TINY_ARGS, check=check)
 
 
 @pytest.fixture(scope="module")
-def adapted(tmp_path_factory):
-    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        pytest.skip("needs espeak-ng and sox (egs2/TEMPLATE/lw1/install.sh)")
-    recipe = recipe_copy(RECIPE, tmp_path_factory.mktemp("adapt") / "lw1")
-    _run(recipe, "--test_sets", "dev test")
-    # field-like splits from the tiny corpus when the corpus has none (the code only knows the names)
-    for name, src in (("field_adapt", "dev"), ("field_test", "test")):
-        if not (recipe / "data" / name).is_dir():
-            shutil.copytree(recipe / "data" / src, recipe / "data" / name)
-    if not (recipe / "data/noise/wav.scp").is_file():
-        noise = recipe / "data/noise/hum.wav"
-        noise.parent.mkdir(parents=True, exist_ok=True)
-        t = np.arange(16000) / 16000
-        sf.write(noise, (0.1 * np.sin(2 * np.pi * 50 * t)).astype(np.float32), 16000)
-        write_kv(recipe / "data/noise/wav.scp", {"hum": str(noise)})
+def adapted(tiny_mini_synth, tmp_path_factory):
+    """A copy of the session's tiny mini_synth run (a trained 2-block reference), adapted by stage 16."""
+    recipe = clone_recipe_run(tiny_mini_synth.dir, tmp_path_factory.mktemp("adapt") / "lw1")
     (recipe / "adapt_tiny.yaml").write_text(yaml.safe_dump(ADAPT))
     ref = next(recipe.glob("exp/asr_reference_mini_*"))
     ref_state = {k: v.clone() for k, v in torch.load(ref / "valid.loss.ave.pth").items()}

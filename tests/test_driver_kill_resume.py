@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import pytest
-from recipe_runs import recipe_copy
-from test_recipe_mini_synth import TINY_STUDENT
+from recipe_runs import TINY_STUDENT, recipe_copy
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "mini_synth" / "lw1"

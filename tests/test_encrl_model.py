@@ -7,7 +7,6 @@ reference, 2-block student, 10 tokens), so the file runs in seconds on one core.
 from __future__ import annotations
 
 import argparse
-import copy
 from pathlib import Path
 
 import numpy as np
@@ -15,39 +14,20 @@ import pytest
 import soundfile
 import torch
 import yaml
-from tiny_models import asr_config, write_stats
+from tiny_models import asr_config
+from tiny_training import ENCODER, FRONTEND, TOKENS, write_reference
 
 from espnet_lw.tasks.asr import LWASRTask
 from espnet_lw.utils.cli import UserError
 
 torch.set_num_threads(1)
 
-TOKENS = ["<blank>", "<unk>", "a", "b", "c", "d", "e", "f", "g", "<sos/eos>"]
-FRONTEND = {"n_fft": 128, "win_length": 128, "hop_length": 64, "n_mels": 8, "fs": 16000}
-ENCODER = {
-    "output_size": 16, "attention_heads": 2, "linear_units": 32, "num_blocks": 4,
-    "input_layer": "conv2d", "cnn_module_kernel": 3, "macaron_style": True, "rel_pos_type": "latest",
-    "pos_enc_layer_type": "rel_pos", "selfattention_layer_type": "rel_selfattn", "use_cnn_module": True,
-}
 SPECAUG = {"apply_time_warp": False, "freq_mask_width_range": [0, 2], "num_freq_mask": 1,
            "time_mask_width_range": [0, 3], "num_time_mask": 1}
 
 def _config(**over) -> dict:
     """A complete ESPnet ASR config (as training writes it), tiny model, updated with ``over``."""
     return asr_config(TOKENS, FRONTEND, ENCODER, **over)
-
-
-def write_reference(d: Path, seed: int = 0, **over) -> tuple[Path, Path]:
-    """A random 'trained' reference: ``d/config.yaml`` + ``d/model.pth``."""
-    d.mkdir(parents=True, exist_ok=True)
-    stats = write_stats(d / "feats_stats.npz")
-    conf = _config(normalize_conf={"stats_file": str(stats)}, **over)
-    torch.manual_seed(seed)
-    model = LWASRTask.build_model(argparse.Namespace(**copy.deepcopy(conf)))
-    with (d / "config.yaml").open("w") as fh:
-        yaml.safe_dump(conf, fh)
-    torch.save(model.state_dict(), d / "model.pth")
-    return d / "config.yaml", d / "model.pth"
 
 
 def build_student(ref, num_blocks=2, alignment=None, specaug=True, **model_conf):

@@ -191,6 +191,17 @@ def test_graphs_store_no_tables_and_quantize_matmuls(exported):
     assert n_quant == 9 + 1 + 1 + 11 * ENCODER["num_blocks"]
     left = [n for n in int8.graph.node if n.op_type == "MatMul"]
     assert all(i not in {x.name for x in int8.graph.initializer} for n in left for i in n.input)
+    # no Shape of a feature map in the int8 graph: the subsampling's sizes come from the input's shape
+    # (a Shape of the first conv's output makes onnxruntime copy the whole map once more to read it)
+    made_by = {o: n for n in int8.graph.node for o in n.output}
+
+    def conv_output(name: str) -> bool:  # a Conv's output, or a Relu / Transpose of one
+        node = made_by.get(name)
+        while node is not None and node.op_type in ("Relu", "Transpose"):
+            node = made_by.get(node.input[0])
+        return node is not None and node.op_type == "Conv"
+
+    assert not [n.name for n in int8.graph.node if n.op_type == "Shape" and conv_output(n.input[0])]
 
 
 def test_dynamic_batch_and_length(exported):

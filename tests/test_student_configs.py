@@ -26,20 +26,9 @@ def test_reduction_leaving_no_block_is_refused():
         student_blocks(2, 0.833)
 
 
-@pytest.fixture
-def reference(tmp_path):
-    ref = yaml.safe_load((REPO / "conf" / "reference_mini.yaml").read_text())
-    ref["frontend_conf"]["fs"] = "16k"
-    ref["token_list"] = ["<blank>", "<unk>", "A", "<sos/eos>"]
-    ref["normalize"] = "global_mvn"
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(ref))
-    return path, ref
-
-
 @pytest.mark.parametrize("ratio", ["50", "67", "83"])
-def test_shipped_student_configs(reference, tmp_path, ratio):
-    ref_path, ref = reference
+def test_shipped_student_configs(mini_reference_config, tmp_path, ratio):
+    ref_path, ref = mini_reference_config
     files = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / f"student_r{ratio}.yaml", "encrl", "cache")
     encrl, ft = files["encrl.yaml"], files["finetune.yaml"]
     blocks = student_blocks(ref["encoder_conf"]["num_blocks"], {"50": 0.5, "67": 0.667, "83": 0.833}[ratio])
@@ -63,8 +52,8 @@ def test_shipped_student_configs(reference, tmp_path, ratio):
     assert scratch["scratch.yaml"]["scheduler_conf"] == ref["scheduler_conf"]
 
 
-def test_unknown_key_is_named(reference, tmp_path):
-    ref_path, _ = reference
+def test_unknown_key_is_named(mini_reference_config, tmp_path):
+    ref_path, _ = mini_reference_config
     bad = tmp_path / "student.yaml"
     bad.write_text("reduction: 0.5\nencrl: {max_epochs: 3}\n")
     with pytest.raises(UserError, match="max_epochs") as e:
@@ -72,8 +61,8 @@ def test_unknown_key_is_named(reference, tmp_path):
     assert str(bad) in str(e.value)
 
 
-def test_changed_config_of_a_trained_student_is_refused(reference, tmp_path):
-    ref_path, _ = reference
+def test_changed_config_of_a_trained_student_is_refused(mini_reference_config, tmp_path):
+    ref_path, _ = mini_reference_config
     student = tmp_path / "student.yaml"
     student.write_text((REPO / "conf" / "student_r67.yaml").read_text())
     exp = tmp_path / "exp" / "asr_student"
@@ -102,8 +91,8 @@ def test_changed_config_of_a_trained_student_is_refused(reference, tmp_path):
     ("num_blocks: 99\n", "between 1 and the reference's"),
     ("reduction: 1.5\n", "fraction between 0 and 1"),
 ])
-def test_bad_student_configs_are_refused_with_the_file(reference, tmp_path, text, match):
-    ref_path, _ = reference
+def test_bad_student_configs_are_refused_with_the_file(mini_reference_config, tmp_path, text, match):
+    ref_path, _ = mini_reference_config
     bad = tmp_path / "student.yaml"
     bad.write_text(text)
     with pytest.raises(UserError, match=match) as e:

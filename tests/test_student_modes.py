@@ -290,22 +290,11 @@ def test_old_caches_are_refused_or_rebuilt(ref, tmp_path):
 
 
 # ------------------------------------------------------------------------------ the modes' configs
-@pytest.fixture
-def reference(tmp_path):
-    ref = yaml.safe_load((REPO / "conf" / "reference_mini.yaml").read_text())
-    ref["frontend_conf"]["fs"] = "16k"
-    ref["token_list"] = ["<blank>", "<unk>", "A", "<sos/eos>"]
-    ref["normalize"] = "global_mvn"
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(ref))
-    return path, ref
-
-
 @pytest.mark.parametrize("ratio", ["50", "67", "83"])
-def test_every_mode_of_the_shipped_configs(reference, tmp_path, ratio):
+def test_every_mode_of_the_shipped_configs(mini_reference_config, tmp_path, ratio):
     from espnet_lw.models.student_config import MODES, make_configs
 
-    ref_path, ref = reference
+    ref_path, ref = mini_reference_config
     student = REPO / "conf" / f"student_r{ratio}.yaml"
     files = {m: make_configs(ref_path, tmp_path / "ref.pth", student, m, None) for m in MODES}
     enc, ft = files["encrl"]["encrl.yaml"], files["encrl"]["finetune.yaml"]
@@ -335,10 +324,10 @@ def test_every_mode_of_the_shipped_configs(reference, tmp_path, ratio):
     assert files["scratch"]["student.json"]["init"] == "random"
 
 
-def test_modes_defaults_seed_and_student_json(reference, tmp_path):
+def test_modes_defaults_seed_and_student_json(mini_reference_config, tmp_path):
     from espnet_lw.models.student_config import make_configs, write_student_configs
 
-    ref_path, ref = reference
+    ref_path, ref = mini_reference_config
     student = tmp_path / "s.yaml"
     student.write_text("num_blocks: 2\nencrl: {max_epoch: 2, model_conf: {init_from_reference: null}}\n"
                        "finetune: {max_epoch: 3, scheduler_conf: {warmup_steps: 7}, optim_conf: {lr: 0.01}}\n"
@@ -378,10 +367,10 @@ def test_modes_defaults_seed_and_student_json(reference, tmp_path):
     ("reduction: 0.5\ncontrol: {weight: 1.0}\n", r"section 'control': unknown keys \['weight'\]"),
     ("reduction: 0.5\ncontrol: {blocks: middle}\n", "blocks must be first, last"),
 ])
-def test_bad_mode_sections_are_refused(reference, tmp_path, text, match):
+def test_bad_mode_sections_are_refused(mini_reference_config, tmp_path, text, match):
     from espnet_lw.models.student_config import make_configs
 
-    ref_path, _ = reference
+    ref_path, _ = mini_reference_config
     bad = tmp_path / "student.yaml"
     bad.write_text(text)
     with pytest.raises(UserError, match=match) as e:

@@ -1,5 +1,6 @@
 """A tiny training set-up for ESPnet's trainer (random audio, 10 character tokens, a 2-block Conformer),
-shared by the checkpoint and multi-process training tests (test_checkpoints.py, test_ddp_cpu.py)."""
+shared by the checkpoint, multi-process training and EncRL model tests (test_checkpoints.py, test_ddp_cpu.py,
+test_encrl_model.py)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ ENCODER = {
 }
 
 
-def write_reference(d: Path, seed: int = 0) -> tuple[Path, Path]:
-    """A random 'trained' 4-block reference: ``d/config.yaml`` + ``d/model.pth``."""
+def write_reference(d: Path, seed: int = 0, **over) -> tuple[Path, Path]:
+    """A random 'trained' 4-block reference: ``d/config.yaml`` + ``d/model.pth`` (``over``: config keys
+    replaced)."""
     d.mkdir(parents=True, exist_ok=True)
     stats = write_stats(d / "feats_stats.npz")
-    conf = asr_config(TOKENS, FRONTEND, ENCODER, normalize_conf={"stats_file": str(stats)})
+    conf = asr_config(TOKENS, FRONTEND, ENCODER, normalize_conf={"stats_file": str(stats)}, **over)
     torch.manual_seed(seed)
     model = LWASRTask.build_model(argparse.Namespace(**copy.deepcopy(conf)))
     (d / "config.yaml").write_text(yaml.safe_dump(conf))

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -34,7 +33,7 @@ from espnet_lw.benchmark.provenance import check_report
 from espnet_lw.benchmark.report import write_report
 from espnet_lw.benchmark.runner import MODES, enter_recipe, parse_seeds, run_all
 from espnet_lw.benchmark.systems import DEFAULT_DECODE, discover_systems, select_systems
-from espnet_lw.utils.cli import UserError, run_main, setup_logging
+from espnet_lw.utils.cli import UserError, run_main, setup_logging, split_passthrough
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -98,11 +97,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    run_args: List[str] = []
-    if "--" in argv:
-        i = argv.index("--")
-        argv, run_args = argv[:i], argv[i + 1:]
+    argv, run_args = split_passthrough(argv)
     args = get_parser().parse_args(argv)
     setup_logging(args.log_level)
     if run_args and args.cmd != "run":

@@ -83,10 +83,17 @@ class StridedConvAsMatMul(nn.Module):
         )
         self.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False) if conv.bias is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def out_size(self, t_in, f_in):
+        """``(T', F')`` for an input of ``T`` x ``F``."""
         (kh, kw), (sh, sw) = self.kernel, self.stride
-        t_out = (x.size(1) - kh) // sh + 1
-        f_out = (x.size(2) - kw) // sw + 1
+        return (t_in - kh) // sh + 1, (f_in - kw) // sw + 1
+
+    def forward(self, x: torch.Tensor, in_size=None) -> torch.Tensor:
+        """``in_size``: ``(x.size(1), x.size(2))`` computed elsewhere. Given, the traced graph takes no
+        ``Shape`` of ``x``, which makes onnxruntime lay the whole feature map out once more (NCHWc to
+        NCHW) only to read its shape: ~7 % of a one-block student's int8 network time."""
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        t_out, f_out = self.out_size(*(in_size if in_size is not None else (x.size(1), x.size(2))))
         out = None
         k = 0
         for i in range(kh):
@@ -283,7 +290,10 @@ class CTCExportModule(nn.Module):
             x = x * self.mvn_istd
         x = torch.relu(self.conv1(x.unsqueeze(1)))  # (B, C, T1, F1)
         if self.conv_as_matmul:
-            x = torch.relu(self.conv2(x.permute(0, 2, 3, 1)))  # (B, T2, F2, C)
+            # the first conv's output size from the input's: no Shape of the feature map in the graph
+            (kh, kw), (sh, sw) = self.conv1.kernel_size, self.conv1.stride
+            size1 = ((t_in - kh) // sh + 1, (feats.size(2) - kw) // sw + 1)
+            x = torch.relu(self.conv2(x.permute(0, 2, 3, 1), size1))  # (B, T2, F2, C)
         else:
             x = torch.relu(self.conv2(x)).permute(0, 2, 3, 1)
         x = self.embed_out(x.reshape(x.size(0), x.size(1), -1)) * self.xscale  # (B, T2, d)

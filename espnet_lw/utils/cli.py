@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import NoReturn
+from typing import List, NoReturn, Optional, Tuple
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
@@ -39,6 +39,16 @@ def str2bool(value: str) -> bool:
     if v in ("false", "0", "no"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def split_passthrough(argv: Optional[List[str]]) -> Tuple[List[str], List[str]]:
+    """``(own options, options after '--')`` of a command line (``sys.argv[1:]`` when ``argv`` is None):
+    what a wrapper passes on to every ``./run.sh`` call comes after ``--``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
 
 
 def setup_logging(level: str | int = "INFO") -> None:
