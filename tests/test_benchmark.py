@@ -473,6 +473,25 @@ def test_report_keeps_keys_other_tools_own(fake_tree):
         assert "speedup_to_target" not in data
 
 
+def test_budget_lines_name_the_fewest_encrl_epochs_that_beat_scratch():
+    from espnet_lw.benchmark.report import budget_lines
+
+    def row(name, dev, reached=True, kind="encrl"):
+        return {"name": name, "kind": kind, "wer": {"dev": {"mean": dev}},
+                "cost_to_target": {"reached": reached, "wall_seconds": 600.0}}
+
+    comp = {"target": {"wer": 50.0}, "systems": [
+        row("student_r67_scratch", 50.0, kind="scratch"), row("student_r67_encrl", 45.0),
+        row("student_r67_paper_e16", 48.0), row("student_r67_paper_e3", 60.0), row("student_r67_paper_e8", 52.0)]}
+    lines = budget_lines(comp, "dev")
+    assert len([ln for ln in lines if ln]) == 1
+    assert "`student_r67_paper`" in lines[1] and "(3: 60.0; 8: 52.0; 16: 48.0)" in lines[1]
+    assert "beaten with 16 EncRL epochs (cost to the target, all paid: 10m" in lines[1]
+    comp["systems"][2]["wer"]["dev"]["mean"] = 55.0
+    assert "**not beaten** within 16 EncRL epochs" in budget_lines(comp, "dev")[1]
+    assert budget_lines({"target": {"wer": 50.0}, "systems": [row("student_r67_encrl", 45.0)]}, "dev") == []
+
+
 def test_replace_section():
     sec = f"{bm.BEGIN_MARK}\nnew\n{bm.END_MARK}\n"
     assert bm.replace_section("", sec) == sec
@@ -673,6 +692,31 @@ def test_plan_seed_ratios_and_modes():
         check_modes(["scratch", "distil"])
 
 
+def test_budget_runs_of_the_papers_setting(tmp_path):
+    """--budget_epochs: the paper's config with N EncRL epochs each (fine-tune unchanged), first seed only,
+    after that seed's ablations."""
+    recipe = fake_recipe(tmp_path)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "espnet_lw.bin.benchmark", "run", "--recipe_dir", str(recipe), "--ratios", "67",
+         "--seeds", "1 2", "--modes", "scratch encrl", "--budget_epochs", "3 8", "--dry_run"],
+        capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    tags = [c.split("--student_tag ")[1].split()[0] for c in proc.stdout.splitlines()[1:]]
+    assert tags == ["student_r67_scratch_seed1", "student_r67_encrl_seed1", "student_r67_encrl_clip_seed1",
+                    "student_r67_encrl_mse_seed1", "student_r67_paper_e3_seed1", "student_r67_paper_e8_seed1",
+                    "student_r67_scratch_seed2", "student_r67_encrl_seed2", "student_r67_encrl_clip_seed2",
+                    "student_r67_encrl_mse_seed2"]
+    paper = yaml.safe_load((REPO / "conf/student_r67_paper.yaml").read_text())
+    e8 = yaml.safe_load((recipe / "exp/benchmark/conf/student_r67_paper_e8.yaml").read_text())
+    assert e8["encrl"]["max_epoch"] == 8 and {**e8, "encrl": paper["encrl"]} == paper
+    assert "exp/benchmark/conf/student_r67_paper_e8.yaml --student_mode encrl" in proc.stdout
+    with pytest.raises(UserError, match="EncRL epochs must be a positive integer"):
+        bm.derive_encrl_epochs(paper, 0)
+    with pytest.raises(UserError, match="--budget_epochs: 'x' is not"):
+        benchmark_cli.main(["run", "--recipe_dir", str(recipe), "--budget_epochs", "x", "--dry_run"])
+
+
 def test_run_refuses_reserved_and_unknown_ratio(tmp_path):
     recipe = fake_recipe(tmp_path)
     with pytest.raises(UserError, match="--test_sets is set by the benchmark"):
@@ -694,7 +738,7 @@ def test_wrapper_passes_options(tmp_path):
     proc = subprocess.run(
         ["local/benchmark.sh", "--ratios", "83", "--python", str(fake_py), "--student_args", "--max_epoch 1",
          "--nbpe", "48", "--allow_dirty", "--asr_args", "--max_epoch 1 --batch_bins 1", "--epoch_test_sets=dev test",
-         "--seeds", "4 5", "--seed_ratios=all"],
+         "--seeds", "4 5", "--seed_ratios=all", "--budget_epochs", "3 8"],
         cwd=recipe, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     argv = (tmp_path / "argv").read_text().splitlines()
@@ -704,6 +748,8 @@ def test_wrapper_passes_options(tmp_path):
     assert argv[argv.index("--epoch_test_sets") + 1] == "dev test"
     assert argv[argv.index("--seeds") + 1] == "4 5" and argv[argv.index("--seed_ratios") + 1] == "all"
     assert argv[argv.index("--modes") + 1] == "scratch pruned control kd encrl"
+    assert argv[argv.index("--budget_epochs") + 1] == "3 8"
+    assert argv[argv.index("--budget_config") + 1] == "conf/student_r67_paper.yaml"
     assert argv[argv.index("--test_sets") + 1] == "dev test field_test"
     assert "--allow_dirty" in argv[:argv.index("--")]
     assert argv[argv.index("--") + 1:] == ["--nbpe", "48", "--asr_args", "--max_epoch 1 --batch_bins 1"]

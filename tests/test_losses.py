@@ -76,6 +76,32 @@ def test_masking_respects_lengths():
     torch.testing.assert_close(utterance_means(s2, lens)[1], s[1, :2].mean(0))
 
 
+def test_frame_clip_can_leave_a_frames_neighbours_out_of_its_negatives():
+    from espnet_lw.losses.alignment import neighbour_pairs
+
+    # utterance 0: frames 0-2, utterance 1: frame 0 (of 3 padded); stacked valid frames 0,1,2 | 3
+    lens = torch.tensor([3, 1])
+    near = neighbour_pairs(lens, 3, within=1)
+    assert near.tolist() == [[False, True, False, False], [True, False, True, False],
+                             [False, True, False, False], [False, False, False, False]]
+    assert neighbour_pairs(lens, 3, within=2)[0, 2] and not neighbour_pairs(lens, 3, within=2)[0, 3]
+    # with a frame subset, the pairs follow the frames kept: frames 0, 2, 3
+    assert neighbour_pairs(lens, 3, within=2, index=torch.tensor([0, 2, 3])).tolist() == \
+        [[False, True, False], [True, False, False], [False, False, False]]
+    # identical frames inside an utterance are indistinguishable negatives: leaving them out makes the
+    # task the utterance-level one again (here exactly: every frame row is its utterance's unit vector)
+    x, lens = _orthogonal_batch(b=2, t=3, d=2)
+    plain = clip_loss(x, x.clone(), lens, level="frame", temperature=1.0)
+    kept = clip_loss(x, x.clone(), lens, level="frame", temperature=1.0, exclude_neighbours=2)
+    assert plain.item() == pytest.approx(math.log(3 * math.e + 3) - 1, abs=1e-5)
+    assert kept.item() == pytest.approx(math.log(math.e + 3) - 1, abs=1e-5)
+    # the drop mask never touches the positives: the loss stays finite and differentiable
+    s = torch.randn(2, 4, 3, requires_grad=True)
+    loss = clip_loss(s, torch.randn(2, 4, 3), torch.tensor([4, 2]), level="frame", exclude_neighbours=5)
+    loss.backward()
+    assert math.isfinite(loss.item()) and torch.isfinite(s.grad).all()
+
+
 def test_mse_known_value():
     s = torch.zeros(2, 2, 3)
     r = torch.ones(2, 2, 3)
@@ -161,6 +187,8 @@ def test_alignment_config_defaults_and_checks():
                      ({"clip": {"temperature": 0}}, "temperature must be > 0"),
                      ({"clip": {"proj_dim": 0}}, "proj_dim must be a positive integer"),
                      ({"clip": {"normalize": "yes"}}, "normalize must be true or false"),
+                     ({"clip": {"exclude_neighbours": 2}}, "exclude_neighbours needs level: frame"),
+                     ({"clip": {"level": "frame", "exclude_neighbours": -1}}, "integer >= 0"),
                      ({"mse": {"weight": -1}}, "weight must be >= 0"),
                      ({"mse": {"target": "logits"}}, "target must be one of"),
                      ({"clip": {"weight": 0}, "mse": {"weight": 0.0}}, "every term has weight 0"),

@@ -366,6 +366,9 @@ def test_modes_defaults_seed_and_student_json(mini_reference_config, tmp_path):
     ("reduction: 0.5\nkd: {model_conf: {kd: {weight: 1}}}\n", "directly under kd"),
     ("reduction: 0.5\ncontrol: {weight: 1.0}\n", r"section 'control': unknown keys \['weight'\]"),
     ("reduction: 0.5\ncontrol: {blocks: middle}\n", "blocks must be first, last"),
+    ("reduction: 0.5\nfinetune: {model_conf: {kd: {weight: 1}}}\n", r"give finetune.kd: \{weight, temperature\}"),
+    ("reduction: 0.5\nfinetune: {kd: {weight: 0}}\n", "finetune.kd.weight must be > 0"),
+    ("reduction: 0.5\ncontrol: {kd: {weight: 1}}\n", r"section 'control': unknown keys \['kd'\]"),
 ])
 def test_bad_mode_sections_are_refused(mini_reference_config, tmp_path, text, match):
     from espnet_lw.models.student_config import make_configs
@@ -391,3 +394,18 @@ def test_kd_configs_refuse_a_cache_without_log_posteriors(ref, tmp_path):
     _dump(ref, data, tmp_path / "new")
     out = make_configs(cfg, pth, student, "kd", str(tmp_path / "new"))
     assert out["init_blocks.txt"] == "every_other"
+    # an EncRL student whose fine-tune adds the KD term reads the same cache: checked the same way
+    both = tmp_path / "both.yaml"
+    both.write_text("num_blocks: 2\nencrl: {model_conf: {init_from_reference: every_other}}\n"
+                    "finetune: {kd: {weight: 0.5}}\n")
+    with pytest.raises(UserError, match="no logp targets"):
+        make_configs(cfg, pth, both, "encrl", str(tmp_path / "old"))
+    with pytest.raises(UserError, match="finetune.kd reads the reference's CTC posteriors"):
+        make_configs(cfg, pth, both, "encrl", None)
+    enc = make_configs(cfg, pth, both, "encrl", str(tmp_path / "new"))
+    assert enc["finetune.yaml"]["model_conf"] == {"kd": {"weight": 0.5, "temperature": 2.0}}
+    assert "kd" not in enc["encrl.yaml"]["model_conf"] and enc["student.json"]["kd"] == {"weight": 0.5,
+                                                                                         "temperature": 2.0}
+    # the baselines keep their own losses: the control has no KD term, the kd mode its own section's
+    assert make_configs(cfg, pth, both, "control", None)["control.yaml"]["model_conf"] == {}
+    assert make_configs(cfg, pth, both, "encrl", str(tmp_path / "new"))["student.json"]["mode"] == "encrl"

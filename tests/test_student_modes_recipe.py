@@ -154,6 +154,21 @@ def test_kd_student_trains_decodes_packs_and_exports(recipe):
     assert json.loads((exp / "onnx" / "parity.json").read_text())["ok"] is True
 
 
+def test_encrl_student_with_kd_in_its_fine_tune(recipe, tmp_path):
+    """finetune.kd: the fine-tune reads the reference's posteriors from the cache and logs its KD term."""
+    conf = yaml.safe_load((REPO / STUDENT).read_text())
+    conf["finetune"]["kd"] = {"weight": 0.5, "temperature": 2.0}
+    student = tmp_path / "student_r67_ftkd.yaml"
+    student.write_text(yaml.safe_dump(conf))
+    run_student(recipe, "encrl", config=str(student))
+    exp = recipe / "exp" / "asr_student_r67_ftkd_encrl"
+    check_decoded(recipe, exp)
+    ft = yaml.safe_load((exp / "config.yaml").read_text())
+    assert ft["model_conf"]["kd"] == {"weight": 0.5, "temperature": 2.0}
+    assert any(",ref_logp," in ",".join(map(str, p)) for p in ft["train_data_path_and_name_and_type"])
+    assert "loss_kd=" in (exp / "train.log").read_text() and "loss_kd=" not in (exp / "encrl/train.log").read_text()
+
+
 def test_overwrite_of_a_student_keeps_its_reference(recipe):
     run_student(recipe, "scratch")  # skipped when a test above made it
     ref_model = recipe / "exp" / f"asr_{REF_TAG}" / "valid.loss.ave.pth"

@@ -11,7 +11,8 @@ The command line is ``python -m espnet_lw.bin.benchmark {run,epochs,report}``; t
 * :mod:`~espnet_lw.benchmark.provenance` - one clean commit: the checks and the record;
 * :mod:`~espnet_lw.benchmark.systems` - the systems of the exp tree (:class:`SystemDir`) and of
   benchmark.json (:class:`System`): discovery, parameter counts, final WERs, reference-cache time;
-* :mod:`~espnet_lw.benchmark.ablation` - loss names and the one-term ablation configs;
+* :mod:`~espnet_lw.benchmark.ablation` - loss names, the one-term ablation configs and the EncRL-epoch
+  budget configs;
 * :mod:`~espnet_lw.benchmark.epochs` - keeping every epoch checkpoint, decoding each (cached);
 * :mod:`~espnet_lw.benchmark.report` - benchmark.json, the RESULTS.md section, the plot;
 * :mod:`~espnet_lw.benchmark.runner` - the ``./run.sh`` plan of a whole benchmark and running it.
@@ -25,7 +26,8 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    **dict.fromkeys(["TERM_ORDER", "derive_ablation", "loss_name", "write_ablation_configs"], "ablation"),
+    **dict.fromkeys(["TERM_ORDER", "derive_ablation", "derive_encrl_epochs", "loss_name", "write_ablation_configs",
+                     "write_budget_configs"], "ablation"),
     **dict.fromkeys(
         [
             "CheckpointKeeper",

@@ -1,15 +1,18 @@
-"""Alignment terms of an EncRL student: the loss name of a mix and the one-term ablation configs.
+"""Derived EncRL student configs: the one-term loss ablations and the EncRL-epoch budget of a config.
 
 At ``--ablation_ratio`` the benchmark trains EncRL students with one alignment term only
 (``student_rNN_encrl_mse``, ``student_rNN_encrl_clip``), from configs derived from the shipped
-``conf/student_rNN.yaml`` and written to ``<expdir>/benchmark/conf/``.
+``conf/student_rNN.yaml`` and written to ``<expdir>/benchmark/conf/``. With ``--budget_config`` (the
+paper's setting, ``conf/student_r67_paper.yaml``) and ``--budget_epochs "3 8 16"`` it also trains that
+config with each number of EncRL epochs (``<stem>_e<N>``, the fine-tune unchanged): how much EncRL a
+setting needs before it beats scratch.
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import yaml
 
@@ -63,4 +66,30 @@ def write_ablation_configs(student_config: Path, out_dir: Path, stem: str) -> Di
                   "alignment term (loss ablation)\n")
         atomic_write_text(path, header + yaml.safe_dump(derive_ablation(student, term), sort_keys=False))
         paths[term] = path
+    return paths
+
+
+def derive_encrl_epochs(student: dict, epochs: int) -> dict:
+    """A copy of a student config whose EncRL step trains ``epochs`` epochs (everything else as it is)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise UserError(f"EncRL epochs must be a positive integer, got {epochs!r}")
+    conf = copy.deepcopy(student)
+    if not isinstance(conf.get("encrl"), dict):
+        raise UserError("the student config has no encrl section to set the epochs of")
+    conf["encrl"]["max_epoch"] = epochs
+    return conf
+
+
+def write_budget_configs(student_config: Path, epochs: Sequence[int], out_dir: Path) -> Dict[int, Path]:
+    """Write ``<out_dir>/<config stem>_e<N>.yaml`` for each N of ``epochs``; ``{N: path}``."""
+    if not student_config.is_file():
+        raise UserError("no such student config", str(student_config), "see conf/student_r*_paper.yaml")
+    student = load_yaml(student_config, "student config", allow_empty=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for n in dict.fromkeys(epochs):
+        path = out_dir / f"{student_config.stem}_e{n}.yaml"
+        header = f"# written by espnet_lw.bin.benchmark: {student_config} with {n} EncRL epochs (budget)\n"
+        atomic_write_text(path, header + yaml.safe_dump(derive_encrl_epochs(student, n), sort_keys=False))
+        paths[n] = path
     return paths

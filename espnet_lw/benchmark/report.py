@@ -22,9 +22,10 @@ import datetime
 import json
 import logging
 import platform
+import re
 import shutil
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_lw.benchmark.bootstrap import utterance_errors
 from espnet_lw.benchmark.compare import MEASURES, compare, run_costs
@@ -246,6 +247,44 @@ def warning_lines(prov: Optional[dict]) -> List[str]:
     return lines + [""]
 
 
+#: the group name of a budget run: ``<config stem>_e<EncRL epochs>`` (espnet_lw.benchmark.ablation)
+BUDGET_NAME = re.compile(r"^(?P<config>.+)_e(?P<epochs>\d+)$")
+
+
+def budget_lines(comp: dict, target_set: str) -> List[str]:
+    """Per budget config of a ratio: its final ``target_set`` WER for each number of EncRL epochs, and the
+    fewest EncRL epochs whose WER beats the scratch target (``[]`` when the ratio has no budget runs)."""
+    by_config: Dict[str, List[Tuple[int, dict]]] = {}
+    for row in comp["systems"]:
+        m = BUDGET_NAME.match(row["name"])
+        if m and row["kind"] == "encrl":
+            by_config.setdefault(m.group("config"), []).append((int(m.group("epochs")), row))
+    target = comp["target"]["wer"]
+    out: List[str] = []
+    for config, runs in sorted(by_config.items()):
+        runs.sort(key=lambda r: r[0])
+        cells = []
+        beaten = None
+        for n, row in runs:
+            w = (row["wer"].get(target_set) or {}).get("mean")
+            cells.append(f"{n}: {_fmt_wer(w)}")
+            if beaten is None and w is not None and target is not None and w < target:
+                beaten = (n, row)
+        if target is None:
+            verdict = "no scratch target at this ratio"
+        elif beaten is None:
+            verdict = (f"**not beaten** within {runs[-1][0]} EncRL epochs (the most tried; each adds its "
+                       "epoch time to the student's cost)")
+        else:
+            n, row = beaten
+            c = row["cost_to_target"]
+            cost = human_duration(c["wall_seconds"]) if c["reached"] else "its curve did not reach it"
+            verdict = f"beaten with {n} EncRL epochs (cost to the target, all paid: {cost})"
+        out += ["", f"EncRL-epoch budget of `{config}`: final `{target_set}` WER by EncRL epochs "
+                    f"({'; '.join(cells)}) against the scratch target {_fmt_wer(target)}: {verdict}."]
+    return out
+
+
 def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[str]) -> str:
     """The RESULTS.md section between the benchmark markers."""
     prov = bench.get("provenance")
@@ -282,7 +321,9 @@ def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[s
             c = row["cost_to_target"]
             params = "-" if row["params"] is None else f"{row['params'] / 1e6:.2f} M"
             epochs = str(row["epochs"]) if not row["encrl_epochs"] else f"{row['encrl_epochs']} + {row['epochs']}"
-            name = row["name"] + (" (ablation)" if row["role"] == "ablation" else "")
+            budget = BUDGET_NAME.match(row["name"])
+            name = row["name"] + (" (EncRL-epoch budget)" if budget else " (ablation)" if row["role"] == "ablation"
+                                  else "")
             if row["loss"]:
                 name += f" [{row['loss']}]"
             boot = "(reference point)"
@@ -304,6 +345,7 @@ def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[s
             cells += [boot, wall, _fmt_updates(c["updates"]),
                       f"{_fmt_x(vs_s['wall_seconds'])} / {_fmt_x(vs_s['updates'])}", fast_txt]
             lines.append("|" + "|".join(cells) + "|")
+        lines += budget_lines(comp, target_set)
     refs = [System.from_dict(s) for s in bench["systems"] if s["kind"] == "reference"]
     for r in refs:
         wers = ", ".join(f"{d} {_fmt_wer(r.wer.get(d))}" for d in test_sets)

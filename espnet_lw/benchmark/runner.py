@@ -14,6 +14,8 @@ What :func:`run_all` does:
 3. at the ablation ratio, with the same seeds as that ratio: EncRL with one alignment term only
    (``student_rNN_encrl_mse_seed<seed>``, ...), from configs derived from the shipped one, written to
    ``<expdir>/benchmark/conf/`` (:mod:`espnet_lw.benchmark.ablation`);
+   with ``budget_config`` and ``budget_epochs`` (the paper's setting and EncRL epoch counts), with the
+   first seed: that config with each number of EncRL epochs (``<config stem>_e<N>_seed<seed>``);
 4. decodes every epoch checkpoint on the epoch sets (dev by default;
    :mod:`espnet_lw.benchmark.epochs`), test sets are decoded once per final model by stage 12;
 5. writes the report (:mod:`espnet_lw.benchmark.report`).
@@ -32,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from espnet_lw.benchmark.ablation import write_ablation_configs
+from espnet_lw.benchmark.ablation import write_ablation_configs, write_budget_configs
 from espnet_lw.benchmark.epochs import CheckpointKeeper, decode_epochs
 from espnet_lw.benchmark.provenance import check_report, check_run
 from espnet_lw.benchmark.report import write_report
@@ -57,16 +59,16 @@ def check_run_args(run_args: Sequence[str]) -> None:
                                 "benchmark, not as a run.sh option")
 
 
-def parse_seeds(seeds: str) -> List[int]:
-    """``"1 2 3"`` -> ``[1, 2, 3]`` (distinct non-negative integers, order kept)."""
+def parse_seeds(seeds: str, what: str = "--seeds") -> List[int]:
+    """``"1 2 3"`` -> ``[1, 2, 3]`` (distinct non-negative integers, order kept); ``what``: the option."""
     out: List[int] = []
     for word in seeds.split():
         if not word.isdigit():
-            raise UserError(f"--seeds: {word!r} is not a non-negative integer")
+            raise UserError(f"{what}: {word!r} is not a non-negative integer")
         if int(word) not in out:
             out.append(int(word))
     if not out:
-        raise UserError("--seeds: at least one seed is needed")
+        raise UserError(f"{what}: at least one value is needed")
     return out
 
 
@@ -85,8 +87,8 @@ def check_modes(modes: Sequence[str]) -> List[str]:
 
 def plan(ratios: Sequence[str], ablation_ratio: Optional[str], test_sets: str, student_args: str,
          run_args: Sequence[str], ablation_confs: Dict[str, Path], expdir: str, dumpdir: str,
-         seeds: Sequence[int] = (1,), seed_ratios: Sequence[str] = (), modes: Sequence[str] = MODES
-         ) -> List[List[str]]:
+         seeds: Sequence[int] = (1,), seed_ratios: Sequence[str] = (), modes: Sequence[str] = MODES,
+         budget_confs: Optional[Dict[int, Path]] = None) -> List[List[str]]:
     """The ``./run.sh`` command lines of a benchmark, in order (see the module doc)."""
     common = ["--test_sets", test_sets, "--expdir", expdir, "--dumpdir", dumpdir]
     cmds = [["./run.sh", "--stage", "1", "--stop_stage", "13", *common, *run_args]]
@@ -104,6 +106,9 @@ def plan(ratios: Sequence[str], ablation_ratio: Optional[str], test_sets: str, s
         if ablation_ratio and seed in seeds_for(ablation_ratio, seeds, seed_ratios):
             for path in ablation_confs.values():
                 cmds.append(student(str(path), "encrl", f"{path.stem}_seed{seed}", seed))
+        if budget_confs and seed == seeds[0]:
+            for path in budget_confs.values():
+                cmds.append(student(str(path), "encrl", f"{path.stem}_seed{seed}", seed))
     return cmds
 
 
@@ -111,13 +116,16 @@ def run_all(recipe_dir: str, expdir: str, dumpdir: str, ratios: Sequence[str], a
             test_sets: str, epoch_test_sets: Sequence[str], student_args: str, run_args: List[str],
             batch_size: int = 8, command: Optional[str] = None, dry_run: bool = False,
             seeds: Sequence[int] = (1, 2, 3), seed_ratios: Sequence[str] = ("67",), modes: Sequence[str] = MODES,
-            allow_dirty: bool = False) -> None:
+            allow_dirty: bool = False, budget_config: Optional[str] = None,
+            budget_epochs: Sequence[int] = ()) -> None:
     """Check the checkout, train the reference and the students, decode every epoch, write the report.
 
     Runs in ``recipe_dir`` (the process changes directory there); ``expdir`` / ``dumpdir`` are
     relative to it. ``ablation_ratio``: ``None``, ``""`` or ``"none"`` for no ablation.
     ``test_sets`` is run.sh's space-separated list. ``dry_run``: print the ``./run.sh`` command
     lines (the ablation configs are written; the checkout is checked but nothing refused or recorded).
+    ``budget_config`` / ``budget_epochs``: a student config (the paper's setting) trained with each of
+    these numbers of EncRL epochs, first seed only (none when either is empty).
     """
     recipe = Path(recipe_dir).resolve()
     if not (recipe / "run.sh").is_file():
@@ -143,7 +151,11 @@ def run_all(recipe_dir: str, expdir: str, dumpdir: str, ratios: Sequence[str], a
     if abl:
         confs = write_ablation_configs(Path(f"conf/student_r{abl}.yaml"), exp / "benchmark" / "conf",
                                        f"student_r{abl}")
-    cmds = plan(ratios, abl, test_sets, student_args, run_args, confs, expdir, dumpdir, seeds, seed_ratios, modes)
+    budget = {}
+    if budget_config and budget_epochs:
+        budget = write_budget_configs(Path(budget_config), budget_epochs, exp / "benchmark" / "conf")
+    cmds = plan(ratios, abl, test_sets, student_args, run_args, confs, expdir, dumpdir, seeds, seed_ratios, modes,
+                budget)
     for c in cmds:
         logging.info("will run: %s", shlex.join(c))
     if dry_run:

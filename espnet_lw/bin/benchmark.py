@@ -7,6 +7,7 @@ Three subcommands, each with ``--help``; run them from a recipe dir (``--recipe_
     python -m espnet_lw.bin.benchmark run --recipe_dir . [--ratios "50 67 83"] [--seeds "1 2 3"] \\
         [--seed_ratios 67] [--modes "scratch pruned control kd encrl"] [--ablation_ratio 67] \\
         [--test_sets "dev test field_test"] [--epoch_test_sets dev] [--student_args="--max_epoch 2"] \\
+        [--budget_config conf/student_r67_paper.yaml --budget_epochs "3 8 16"] \\
         [--allow_dirty] [-- <more run.sh options, e.g. --nbpe 48>]
     # CTC-greedy decoding + sclite of every kept <N>epoch.pth (cached: re-running redoes nothing)
     python -m espnet_lw.bin.benchmark epochs --recipe_dir . [--epoch_test_sets dev]
@@ -63,6 +64,10 @@ def get_parser() -> argparse.ArgumentParser:
     r.add_argument("--modes", default=" ".join(MODES), help="student modes trained at each ratio")
     r.add_argument("--ablation_ratio", default="67", help="ratio of the loss ablations ('none': no ablation)")
     r.add_argument("--test_sets", default="dev test field_test", help="sets decoded with the final models")
+    r.add_argument("--budget_config", default="conf/student_r67_paper.yaml",
+                   help="the config of the EncRL-epoch budget runs (the paper's setting)")
+    r.add_argument("--budget_epochs", default="",
+                   help="EncRL epochs of each budget run, first seed only (e.g. '3 8 16'; '': none)")
     r.add_argument("--student_args", default="", help="extra training args of every student run")
     r.add_argument("--batch_size", type=int, default=8, help="per-epoch decoding batch size")
     r.add_argument("--command", default=None, help="the command to record (default: this one)")
@@ -110,7 +115,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         run_all(args.recipe_dir, args.expdir, args.dumpdir, args.ratios.split(), args.ablation_ratio, args.test_sets,
                 epoch_sets, args.student_args, run_args, args.batch_size, args.command, args.dry_run,
                 seeds=parse_seeds(args.seeds), seed_ratios=args.seed_ratios.split(), modes=args.modes.split(),
-                allow_dirty=args.allow_dirty)
+                allow_dirty=args.allow_dirty, budget_config=args.budget_config,
+                budget_epochs=parse_seeds(args.budget_epochs, "--budget_epochs") if args.budget_epochs.strip() else [])
         return
     recipe, expdir = enter_recipe(args.recipe_dir, args.expdir)
     if args.cmd == "epochs":

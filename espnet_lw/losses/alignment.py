@@ -87,11 +87,29 @@ def valid_frames(
     return frames if index is None else frames[index]
 
 
-def symmetric_cross_entropy(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """CLIP loss for rows ``a`` (M, D) against rows ``b`` (M, D); the i-th rows are positives."""
+def symmetric_cross_entropy(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor,
+                            drop: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """CLIP loss for rows ``a`` (M, D) against rows ``b`` (M, D); the i-th rows are positives.
+    ``drop``: a symmetric ``(M, M)`` bool mask of pairs left out of the negatives (never the diagonal)."""
     logits = scale * (a @ b.t())
+    if drop is not None:
+        logits = logits.masked_fill(drop, float("-inf"))
     target = torch.arange(a.size(0), device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+
+
+def neighbour_pairs(lens: torch.Tensor, max_len: int, within: int,
+                    index: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``(N, N)`` bool: the pairs of valid frames (as :func:`valid_frames` stacks them, optionally
+    ``[index]``) that lie in the same utterance at most ``within`` frames apart, the diagonal excluded."""
+    mask = length_mask(lens, max_len)
+    b, t = mask.shape
+    utt = torch.arange(b, device=lens.device).unsqueeze(1).expand(b, t)[mask]
+    pos = torch.arange(t, device=lens.device).unsqueeze(0).expand(b, t)[mask]
+    if index is not None:
+        utt, pos = utt[index], pos[index]
+    near = (utt.unsqueeze(1) == utt.unsqueeze(0)) & ((pos.unsqueeze(1) - pos.unsqueeze(0)).abs() <= within)
+    return near & ~torch.eye(len(utt), dtype=torch.bool, device=lens.device)
 
 
 def clip_loss(
@@ -104,6 +122,7 @@ def clip_loss(
     normalize: bool = False,
     max_frames: Optional[int] = None,
     generator: Optional[torch.Generator] = None,
+    exclude_neighbours: int = 0,
 ) -> torch.Tensor:
     """Symmetric contrastive (CLIP) loss between student and reference encoder outputs.
 
@@ -118,11 +137,14 @@ def clip_loss(
         normalize: L2-normalise the rows first (cosine similarity).
         max_frames: ``level="frame"`` only: use a random subset of at most this many frames
             (memory is quadratic in N); drawn from ``generator`` (deterministic when seeded).
+        exclude_neighbours: ``level="frame"`` only: a frame's negatives leave out the frames of its
+            own utterance at most this many frames away (near-copies of the positive at 40 ms a frame).
     Returns:
         scalar loss (0-dim tensor).
     """
     if r_lens is None:
         r_lens = s_lens
+    drop = None
     if student.size(-1) != reference.size(-1):
         raise ValueError(
             f"clip_loss: student dim {student.size(-1)} != reference dim {reference.size(-1)}; "
@@ -144,12 +166,14 @@ def clip_loss(
             index = index.to(student.device)
         a = valid_frames(student, s_lens, index)
         b = valid_frames(reference, r_lens, index)
+        if exclude_neighbours > 0:
+            drop = neighbour_pairs(s_lens, student.size(1), exclude_neighbours, index)
     else:
         raise ValueError(f"clip_loss: level must be 'utterance' or 'frame', got {level!r}")
     if normalize:
         a = F.normalize(a, dim=-1)
         b = F.normalize(b, dim=-1)
-    return symmetric_cross_entropy(a, b, _logit_scale(temperature, a))
+    return symmetric_cross_entropy(a, b, _logit_scale(temperature, a), drop)
 
 
 def mse_loss(student: torch.Tensor, reference: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
@@ -247,6 +271,7 @@ class AlignmentLoss(torch.nn.Module):
                 normalize=self.clip_conf.normalize,
                 max_frames=self.clip_conf.max_frames,
                 generator=self._generator,
+                exclude_neighbours=self.clip_conf.exclude_neighbours,
             )
             total = total + float(self.clip_conf.weight) * c
             stats["loss_clip"] = c.detach()

@@ -5,7 +5,8 @@ student config) is read into an :class:`AlignmentConfig`::
 
     alignment:
       clip: {weight: 1.0, level: utterance, temperature: 0.07, learnable_temperature: false,
-             max_scale: 100, normalize: false, projection: false, proj_dim: null, max_frames: 4096}
+             max_scale: 100, normalize: false, projection: false, proj_dim: null, max_frames: 4096,
+             exclude_neighbours: 0}
       mse:  {weight: 1.0, target: encoder}     # encoder | ctc_logp | both
 
 Every key of a term is optional; the defaults are the dataclass fields below (this is their only
@@ -74,7 +75,9 @@ class ClipConfig:
 
     ``projection``: add Linear heads student->``proj_dim`` and reference->``proj_dim`` (forced on
     when the two widths differ); ``proj_dim`` defaults to the reference width. ``max_scale`` clamps
-    a learnable temperature's ``1/T``; ``max_frames`` bounds the frames of ``level: frame``.
+    a learnable temperature's ``1/T``; ``max_frames`` bounds the frames of ``level: frame``;
+    ``exclude_neighbours: N`` (``level: frame``) leaves the frames of a frame's own utterance at most N
+    frames away out of its negatives.
     """
 
     weight: float = 1.0
@@ -86,6 +89,7 @@ class ClipConfig:
     projection: bool = False
     proj_dim: Optional[int] = None
     max_frames: Optional[int] = 4096
+    exclude_neighbours: int = 0
 
     @classmethod
     def from_dict(cls, conf: Optional[Mapping]) -> "ClipConfig":
@@ -106,6 +110,13 @@ class ClipConfig:
         _flag(self.projection, "alignment.clip.projection")
         _count(self.proj_dim, "alignment.clip.proj_dim")
         _count(self.max_frames, "alignment.clip.max_frames")
+        if isinstance(self.exclude_neighbours, bool) or not isinstance(self.exclude_neighbours, int) \
+                or self.exclude_neighbours < 0:
+            raise ConfigError(f"alignment.clip.exclude_neighbours must be an integer >= 0, "
+                              f"got {self.exclude_neighbours!r}")
+        if self.exclude_neighbours and self.level != "frame":
+            raise ConfigError("alignment.clip.exclude_neighbours needs level: frame (utterance-level rows "
+                              "have no neighbouring frames)")
 
     @property
     def active(self) -> bool:

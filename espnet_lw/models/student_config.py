@@ -12,6 +12,7 @@ A student config only says what differs from the reference::
             init_from_reference: null
     finetune:                     # linear-CTC fine-tuning from EncRL (model lw_ctc)
         max_epoch: 5
+        # kd: {weight: 1.0, temperature: 2.0}   # optional: + KL to the reference's CTC posteriors
     scratch:                      # baseline: the same student, CTC from random init
         max_epoch: 15
     pruned:                       # baseline: reference blocks (last|first|every_other|[i,..]) + CTC
@@ -29,7 +30,8 @@ reference. Keys in a section other than ``model_conf`` / ``blocks`` (and ``weigh
 
 The modes (:data:`MODES`) and what each trains:
 
-* ``encrl``: EncRL (section ``encrl``), then the linear-CTC fine-tune (section ``finetune``);
+* ``encrl``: EncRL (section ``encrl``), then the linear-CTC fine-tune (section ``finetune``; with
+  ``finetune.kd`` the fine-tune adds the kd mode's KL term, read from the same target cache);
 * ``scratch``: CTC from random init (``scratch``);
 * ``pruned``: CTC from the reference blocks ``pruned.blocks`` (default ``last``, the paper's
   "delete the first blocks");
@@ -105,7 +107,7 @@ class Section:
     model_conf: Dict[str, Any] = field(default_factory=dict)  #: lw_encrl's model_conf (section encrl)
     #: sections pruned / control / kd: the reference blocks the student starts from (None: the mode's default)
     blocks: Union[None, str, List[int]] = None
-    kd: Optional[KDConfig] = None  #: section kd: the KD term (weight, temperature)
+    kd: Optional[KDConfig] = None  #: sections kd and finetune: the KD term (weight, temperature)
 
     @classmethod
     def from_dict(cls, name: str, data: Any, path: Path) -> "Section":
@@ -113,7 +115,7 @@ class Section:
             return cls(name, kd=KDConfig() if name == "kd" else None)
         if not isinstance(data, Mapping):
             raise UserError(f"section '{name}' must be a mapping", str(path))
-        own = SECTION_KEYS + (KD_KEYS if name == "kd" else ())
+        own = SECTION_KEYS + (KD_KEYS if name == "kd" else ()) + (("kd",) if name == "finetune" else ())
         bad = set(data) - set(INHERITED) - set(own)
         if bad:
             raise UserError(
@@ -131,13 +133,19 @@ class Section:
         if name == "kd" and "kd" in model_conf:
             raise UserError("section 'kd': give weight and temperature directly under kd:, not in model_conf.kd",
                             str(path))
-        out = cls(name, {k: v for k, v in data.items() if k not in ("model_conf", "blocks") + KD_KEYS},
+        if "kd" in model_conf:
+            raise UserError(f"section '{name}': model_conf.kd is not a key here"
+                            + (" (give finetune.kd: {weight, temperature})" if name == "finetune" else ""),
+                            str(path))
+        out = cls(name, {k: v for k, v in data.items() if k not in ("model_conf", "blocks", "kd") + KD_KEYS},
                   dict(model_conf))
-        if name == "kd":
-            try:
+        try:
+            if name == "kd":
                 out.kd = KDConfig.from_dict({k: data[k] for k in KD_KEYS if k in data}, "kd")
-            except ConfigError as e:
-                raise UserError(f"section 'kd': {e.what}", str(path)) from e
+            elif name == "finetune" and data.get("kd") is not None:
+                out.kd = KDConfig.from_dict(data["kd"], "finetune.kd")
+        except ConfigError as e:
+            raise UserError(f"section '{name}': {e.what}", str(path)) from e
         for key, value in (("blocks", data.get("blocks")), ("model_conf.init_from_reference",
                                                             model_conf.get("init_from_reference"))):
             if value is not None:
@@ -312,7 +320,14 @@ def make_configs(ref_config: Path, ref_model: Path, student: Path, mode: str,
         if reference_cache:
             mconf["reference_cache"] = reference_cache
         out["encrl.yaml"] = section_config(base, sections["encrl"], "lw_encrl", mconf)
-        out["finetune.yaml"] = section_config(base, sections["finetune"], "lw_ctc", {})
+        ft_kd = sections["finetune"].kd
+        if ft_kd is not None:
+            if not reference_cache:
+                raise UserError("finetune.kd reads the reference's CTC posteriors from the target cache, and "
+                                "there is none (lw.sh: --ref_cache true)", str(student))
+            check_reference_cache(reference_cache, ref_config, ref_model, ["logp"])
+        out["finetune.yaml"] = section_config(base, sections["finetune"], "lw_ctc",
+                                              {"kd": ft_kd.to_dict()} if ft_kd is not None else {})
         trainings = {"encrl": section_epochs(base, sections["encrl"]),
                      "finetune": section_epochs(base, sections["finetune"])}
     elif mode == "scratch":
@@ -352,7 +367,8 @@ def make_configs(ref_config: Path, ref_model: Path, student: Path, mode: str,
         "init": "random" if init is None else _blocks_text(init),
         "epochs": sum(trainings.values()),
         "trainings": trainings,
-        "kd": sections["kd"].kd.to_dict() if mode == "kd" else None,
+        "kd": (sections["kd"].kd.to_dict() if mode == "kd" else
+               sections["finetune"].kd.to_dict() if mode == "encrl" and sections["finetune"].kd else None),
     }
     return out
 

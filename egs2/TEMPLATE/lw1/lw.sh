@@ -789,8 +789,14 @@ train_student_step() {  # 11c-d: the student ${student_exp} of the reference, as
     case "${student_mode}" in
         encrl)
             # 11c: EncRL, then 11d: linear-CTC fine-tuning initialised from it
+            # (finetune.kd in the student config: the fine-tune reads the reference's posteriors too)
+            local ft_cache_args=()
+            if [ "$(${python} -c 'import json, sys; print(json.load(open(sys.argv[1]))["kd"] is not None)' \
+                    "${conf_dir}/student.json")" = True ]; then
+                ft_cache_args=(--train_data_path_and_name_and_type "${ref_targets}/ref_logp.scp,ref_logp,kaldi_ark")
+            fi
             train_model "${student_exp}/encrl" "${conf_dir}/encrl.yaml" "${train_cache_args[@]}" ${student_args}
-            train_model "${student_exp}" "${conf_dir}/finetune.yaml" \
+            train_model "${student_exp}" "${conf_dir}/finetune.yaml" "${ft_cache_args[@]}" \
                 --init_param "${student_exp}/encrl/${inference_asr_model}:::alignment" ${student_args}
             ;;
         scratch)

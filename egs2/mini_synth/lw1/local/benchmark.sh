@@ -5,14 +5,16 @@
 #   2. for each ratio NN: scratch, pruned, control, kd and encrl students of conf/student_rNN.yaml
 #      (stages 11-13), every run with an explicit --student_seed: all --seeds at --seed_ratios, the first
 #      seed elsewhere (tags student_rNN_<mode>_seed<N>),
-#   3. the EncRL loss ablations at --ablation_ratio (one alignment term each, the ratio's seeds),
+#   3. the EncRL loss ablations at --ablation_ratio (one alignment term each, the ratio's seeds) and, with
+#      --budget_epochs "3 8 16", --budget_config (the paper's setting) with each number of EncRL epochs,
 #   4. CTC-greedy WER of every epoch on --epoch_test_sets (dev: the target set; cached in exp/benchmark/epochs/),
 #   5. exp/benchmark/benchmark.json, the benchmark section of RESULTS.md, the WER-vs-time plot and the logs
 #      behind the numbers (copies benchmark.json, benchmark_wer_vs_time.png, logs/benchmark/ next to RESULTS.md).
 # Run from the recipe dir:
 #   local/benchmark.sh [--ratios "50 67 83"] [--seeds "1 2 3"] [--seed_ratios 67] [--ablation_ratio 67] \
 #       [--modes "scratch pruned control kd encrl"] [--test_sets "dev test field_test"] [--epoch_test_sets dev] \
-#       [--student_args ""] [--expdir exp] [--dumpdir dump] [--allow_dirty] [--dry_run] [run.sh options...]
+#       [--student_args ""] [--budget_config conf/student_r67_paper.yaml] [--budget_epochs ""] \
+#       [--expdir exp] [--dumpdir dump] [--allow_dirty] [--dry_run] [run.sh options...]
 # Other options go to every ./run.sh call (e.g. --nbpe 48 --asr_args "--max_epoch 1").
 # Re-running resumes: trained models and decoded epochs are reused (at the same commit only).
 # Report only (no training): python -m espnet_lw.bin.benchmark report --recipe_dir .
@@ -30,17 +32,19 @@ ablation_ratio=67
 test_sets="dev test field_test"
 epoch_test_sets="dev"
 student_args=""
+budget_config=conf/student_r67_paper.yaml
+budget_epochs=""
 expdir=exp
 dumpdir=dump
 python=python3
 flags=()
 run_args=()
 valued="--ratios|--seeds|--seed_ratios|--modes|--ablation_ratio|--test_sets|--epoch_test_sets|--student_args"
-valued+="|--expdir|--dumpdir|--python"
+valued+="|--expdir|--dumpdir|--python|--budget_config|--budget_epochs"
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --allow_dirty|--dry_run) flags+=("$1"); shift ;;
         --*=*)
             name="${1%%=*}"
@@ -65,5 +69,6 @@ exec nice -n "${BENCHMARK_NICE:-0}" "${python}" -m espnet_lw.bin.benchmark run -
     --ratios "${ratios}" --seeds "${seeds}" --seed_ratios "${seed_ratios}" --modes "${modes}" \
     --ablation_ratio "${ablation_ratio}" --test_sets "${test_sets}" \
     --epoch_test_sets "${epoch_test_sets}" --student_args="${student_args}" \
+    --budget_config "${budget_config}" --budget_epochs "${budget_epochs}" \
     --expdir "${expdir}" --dumpdir "${dumpdir}" --command "${command_line}" ${flags[@]+"${flags[@]}"} \
     -- ${run_args[@]+"${run_args[@]}"}
