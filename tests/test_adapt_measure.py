@@ -178,3 +178,47 @@ def test_cli_dry_run_and_refusals(tmp_path):
     assert bad.returncode == 1 and "--ways takes" in bad.stderr
     assert subprocess.run([sys.executable, "-m", "espnet_lw.bin.adapt_benchmark", "--help"],
                           capture_output=True, text=True).returncode == 0
+
+
+def test_tune_plans_on_a_speaker_split_and_tabulates(tmp_path):
+    exp = fake_tree(tmp_path)
+    cmds = measure.tune_plan(str(exp), STUDENTS[0], "field_adapt", ["conf/adapt.yaml", "conf/adapt_noreplay.yaml"],
+                             ["--nbpe", "48"])
+    assert len(cmds) == 2
+    c = cmds[0]
+    assert c[c.index("--adapt_set") + 1] == "field_adapt_tune_adapt"
+    assert c[c.index("--adapt_test_sets") + 1] == "field_adapt_tune_test dev"  # never field_test
+    assert not any("field_test" in x for x in c)
+    # one config adapted on the split: its held-out WER and dev before / after
+    a = exp / f"adapt_{measure.adapt_tag(STUDENTS[0], 'conf/adapt.yaml', 'field_adapt_tune_adapt')}"
+    _result(exp / STUDENTS[0] / TAG / "dev" / "score_wer", 60.0)
+    _result(a / TAG / "field_adapt_tune_test" / "score_wer", 80.0)
+    _result(a / TAG / "dev" / "score_wer", 61.0)
+    (a / "adapt.json").write_text(json.dumps({"data": {"field_seconds": 390}}))
+    write_adapt_report(exp / STUDENTS[0], a, TAG, ["field_adapt_tune_test", "dev"], train_seconds=70.0)
+    text = measure.render_tune(exp, STUDENTS[0], "field_adapt", ["conf/adapt.yaml", "conf/adapt_noreplay.yaml"],
+                               "python -m espnet_lw.bin.adapt_benchmark tune")
+    assert "|conf/adapt.yaml|70|6.5|80.0|60.0|61.0|+1.7|" in text
+    assert "|conf/adapt_noreplay.yaml|not run|" in text and "Lowest held-out WER: `conf/adapt.yaml` (80.0)" in text
+    # the report carries the tuning table
+    (exp / "adapt_benchmark" / "tune.md").write_text(text)
+    m = measure.collect(exp, STUDENTS, STUDENTS[0], REF, "field_adapt", ["field_test", "test"], "conf/adapt.yaml",
+                        None, {})
+    assert "### How the adaptation config was chosen" in measure.render(m, None, {}, plot=False)
+
+
+def test_tune_cli_dry_run(tmp_path):
+    recipe = tmp_path / "lw1"
+    recipe.mkdir()
+    shutil.copy2(RECIPE / "run.sh", recipe / "run.sh")
+    shutil.copytree(RECIPE / "conf", recipe / "conf")
+    fake_tree(recipe)
+    out = subprocess.run([sys.executable, "-m", "espnet_lw.bin.adapt_benchmark", "tune", "--recipe_dir", str(recipe),
+                          "--students", " ".join(STUDENTS), "--sweep_student", STUDENTS[1], "--configs",
+                          "conf/adapt.yaml conf/adapt_noreplay.yaml", "--dry_run"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 2 and f"exp/{STUDENTS[1]}" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "espnet_lw.bin.adapt_benchmark", "tune", "--recipe_dir", str(recipe),
+                          "--students", " ".join(STUDENTS), "--sweep_student", STUDENTS[1], "--configs", "nope.yaml"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1 and "no such adaptation config: nope.yaml" in bad.stderr

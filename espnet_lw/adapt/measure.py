@@ -11,6 +11,11 @@
    (``exp/adapt_<tag>/reference``) by stages 11-13 with the student's own config, mode and seed (read
    from its ``conf/student.json``), tag ``<student>_adaptref``.
 
+``tune`` chooses the adaptation config without looking at ``field_test``: it splits the adapt set by
+speaker (``data/<adapt set>_tune_adapt`` / ``_tune_test``), adapts the sweep student on the first part
+with each candidate config and scores the second part and ``dev`` (forgetting); the table goes to
+``<expdir>/adapt_benchmark/tune.md`` and into the report.
+
 ``report`` collects what those runs left (``adapt_results.json`` of every adaptation, the ESPnet training
 logs, stage 13's scores) into ``<expdir>/adapt_benchmark/adapt_benchmark.json``, the ``adapt`` section of
 RESULTS.md (before / after tables, times of both ways, the issue's bounds), a plot of the sweep student's
@@ -146,6 +151,59 @@ def run_commands(cmds: Sequence[Sequence[str]]) -> None:
                                 "(finished stages are skipped)")
 
 
+# ------------------------------------------------------------------------------------------------ tuning
+def tune_sets(adapt_set: str) -> tuple:
+    """The speaker split of the adapt set that tuning uses: (its name, the adapt part, the test part)."""
+    name = f"{adapt_set}_tune"
+    return name, f"{name}_adapt", f"{name}_test"
+
+
+def make_tune_split(adapt_set: str, share: float, seed: int = 0) -> None:
+    """``data/<adapt set>_tune{,_adapt,_test}`` from ``data/<adapt set>``, split by speaker (once)."""
+    from espnet_lw.adapt.field_data import import_field_data
+
+    name, part_a, part_t = tune_sets(adapt_set)
+    if (Path("data") / part_a).is_dir() and (Path("data") / part_t).is_dir():
+        logging.info("data/%s and data/%s exist: reused", part_a, part_t)
+        return
+    import_field_data(Path("data") / name, kaldi_dir=Path("data") / adapt_set, test_share=share, seed=seed)
+
+
+def tune_plan(expdir: str, student: str, adapt_set: str, configs: Sequence[str],
+              run_args: Sequence[str]) -> List[List[str]]:
+    """Stage 16 of ``student`` on the tuning split with each config, scored on its held-out speakers and dev."""
+    _, part_a, part_t = tune_sets(adapt_set)
+    return [["./run.sh", "--stage", "16", "--stop_stage", "16", "--expdir", expdir, "--adapt_set", part_a,
+             "--adapt_config", c, "--adapt_model", f"{expdir}/{student}", "--adapt_test_sets", f"{part_t} dev",
+             *run_args] for c in configs]
+
+
+def render_tune(expdir: Path, student: str, adapt_set: str, configs: Sequence[str], command: Optional[str]) -> str:
+    """The tuning table: per config, the held-out speakers' WER after adaptation and dev before / after."""
+    _, part_a, part_t = tune_sets(adapt_set)
+    lines = [f"Tuning of the adaptation config on `{adapt_set}` alone (never `field_test`): `{student}` adapted on "
+             f"`{part_a}` (a speaker split of it), scored on its other speakers (`{part_t}`) and on `dev` "
+             "(forgetting).", ""]
+    if command:
+        lines += ["```sh", command, "```", ""]
+    lines += ["|config|train s|field min|held-out speakers WER after|dev before|dev after|dev rel. %|",
+              "|---|---|---|---|---|---|---|"]
+    best = None
+    for c in configs:
+        row = adaptation_row(expdir, student, c, part_a, [part_t, "dev"])
+        if row is None:
+            lines.append(f"|{c}|not run||||||")
+            continue
+        held, dev = row["sets"][part_t], row["sets"]["dev"]
+        lines.append(f"|{c}|{_num(row['train_seconds'], 0)}|{_num(row['field_minutes'])}|{_num(held['after'])}|"
+                     f"{_num(dev['before'])}|{_num(dev['after'])}|{_signed(dev['rel'])}|")
+        if held["after"] is not None and (best is None or held["after"] < best[1]):
+            best = (c, held["after"])
+    if best:
+        lines += ["", f"Lowest held-out WER: `{best[0]}` ({best[1]:.1f})."]
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------------------------------ report
 def train_seconds(log: Path) -> Optional[float]:
     """ESPnet's per-epoch train + valid seconds of ``log``, summed (None: no finished epoch)."""
@@ -225,7 +283,9 @@ def collect(expdir: Path, students: Sequence[str], sweep: Optional[str], referen
     ref_row = adaptation_row(expdir, reference, adapt_config, adapt_set, sets) if reference else None
     way_b = {s: derived_row(expdir, s, sets) for s in students}
     targets = targets_seconds(expdir / ref_row["adapt_dir"] / "reference") if ref_row else None
+    tune_md = expdir / "adapt_benchmark" / "tune.md"
     return {"students": {s: {"ratio": _ratio(expdir, s)} for s in students}, "sweep_student": sweep,
+            "tuning": tune_md.read_text(encoding="utf-8") if tune_md.is_file() else None,
             "reference": reference, "adapt_set": adapt_set, "sets": list(sets), "way_a": way_a,
             "sweep": sweep_rows, "noreplay": noreplay, "reference_adaptation": ref_row,
             "reference_targets_seconds": targets, "way_b": way_b}
@@ -327,6 +387,8 @@ def render(m: dict, command: Optional[str], provenance: dict, plot: bool) -> str
         lines += ["", f"Without replay (`{nr['config']}`, {m['sweep_student']}): {cells}."]
     if plot:
         lines += ["", f"![field_test WER against minutes of field audio]({PLOT_NAME})"]
+    if m.get("tuning"):
+        lines += ["", "### How the adaptation config was chosen", "", m["tuning"].rstrip("\n")]
     b = bounds(m)
     if b:
         lines += ["", "Issue 12's bounds:", "", *b]

@@ -10,6 +10,8 @@ Run from a recipe dir (``local/adapt_benchmark.sh`` wraps ``run``)::
         [--adapt_set field_adapt] [--adapt_test_sets "field_test test"] [--allow_dirty] [-- <run.sh options>]
     # adapt_benchmark.json, the "adapt" section of RESULTS.md, the plot and logs/adapt/, from exp/ as it is
     python -m espnet_lw.bin.adapt_benchmark report --recipe_dir . [same selection options]
+    # choose the adaptation config on the adapt set alone (a speaker split of it; never field_test)
+    python -m espnet_lw.bin.adapt_benchmark tune --recipe_dir . --configs "conf/adapt.yaml conf/adapt_x.yaml"
 
 The students must exist (stage 11, e.g. from local/benchmark.sh, whose EncRL seed-1 students are the
 defaults). What runs in which order and what the report shows: :mod:`espnet_lw.adapt.measure`.
@@ -62,6 +64,13 @@ def get_parser() -> argparse.ArgumentParser:
     r.add_argument("--dry_run", action="store_true", help="print the ./run.sh commands and stop")
     rep = sub.add_parser("report", formatter_class=fmt, help="write the report from the exp dirs as they are")
     _common(rep)
+    t = sub.add_parser("tune", formatter_class=fmt, help="compare adaptation configs on a speaker split of the "
+                       "adapt set (the sweep student; field_test is not used)",
+                       description="Options after '--' go to every ./run.sh call.")
+    _common(t)
+    t.add_argument("--configs", default="conf/adapt.yaml", help="the candidate adaptation configs")
+    t.add_argument("--tune_share", type=float, default=0.34, help="share of the adapt set's speakers held out")
+    t.add_argument("--dry_run", action="store_true", help="print the ./run.sh commands and stop")
     return p
 
 
@@ -103,6 +112,27 @@ class Selection:
                                self.test_sets.split(), self.adapt_config, self.noreplay, self.minute_configs)
 
 
+def tune(args: argparse.Namespace, sel: Selection, run_args: List[str], command: str) -> None:
+    """The ``tune`` subcommand: split, adapt with each config, write <expdir>/adapt_benchmark/tune.md."""
+    if not sel.sweep:
+        raise UserError("tune adapts --sweep_student: give one")
+    configs = args.configs.split()
+    missing = [c for c in configs if not Path(c).is_file()]
+    if missing:
+        raise UserError(f"no such adaptation config: {', '.join(missing)}", fix="see conf/adapt*.yaml")
+    cmds = measure.tune_plan(str(sel.expdir), sel.sweep, sel.adapt_set, configs, run_args)
+    if args.dry_run:
+        print("\n".join(shlex.join(c) for c in cmds))
+        return
+    if not 0 < args.tune_share < 1:
+        raise UserError(f"--tune_share must be between 0 and 1, got {args.tune_share}")
+    measure.make_tune_split(sel.adapt_set, args.tune_share)
+    measure.run_commands(cmds)
+    text = measure.render_tune(sel.expdir, sel.sweep, sel.adapt_set, configs, command)
+    atomic_write_text(sel.expdir / "adapt_benchmark" / "tune.md", text)
+    print(text)
+
+
 def _provenance_file(expdir: Path) -> Path:
     return expdir / "adapt_benchmark" / "provenance.json"
 
@@ -117,6 +147,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         raise UserError("no run.sh here: not a recipe dir", str(recipe), "pass --recipe_dir egs2/<corpus>/lw1")
     os.chdir(recipe)
     sel = Selection(args)
+    if args.cmd == "tune":
+        tune(args, sel, run_args, command)
+        return
     prov_file = _provenance_file(sel.expdir)
     record = json.loads(prov_file.read_text(encoding="utf-8")) if prov_file.is_file() else {"runs": []}
     if args.cmd == "run":
