@@ -90,6 +90,16 @@ def fake_tree(root: Path) -> Path:
     return exp
 
 
+def fake_recipe(tmp_path: Path) -> Path:
+    """A recipe dir (run.sh, conf/) holding :func:`fake_tree`'s exp/."""
+    recipe = tmp_path / "lw1"
+    recipe.mkdir()
+    shutil.copy2(RECIPE / "run.sh", recipe / "run.sh")
+    shutil.copytree(RECIPE / "conf", recipe / "conf")
+    fake_tree(recipe)
+    return recipe
+
+
 def test_plan_runs_way_a_then_sweep_then_way_b(tmp_path):
     exp = fake_tree(tmp_path)
     confs = measure.write_minutes_configs(RECIPE / "conf" / "adapt.yaml", [2.5], exp / "c")
@@ -161,11 +171,7 @@ def test_unmet_bounds_and_missing_runs_are_shown(tmp_path):
 
 
 def test_cli_dry_run_and_refusals(tmp_path):
-    recipe = tmp_path / "lw1"
-    recipe.mkdir()
-    shutil.copy2(RECIPE / "run.sh", recipe / "run.sh")
-    shutil.copytree(RECIPE / "conf", recipe / "conf")
-    fake_tree(recipe)
+    recipe = fake_recipe(tmp_path)
     cli = [sys.executable, "-m", "espnet_lw.bin.adapt_benchmark", "run", "--recipe_dir", str(recipe),
            "--students", " ".join(STUDENTS), "--sweep_student", STUDENTS[0], "--reference", REF, "--dry_run"]
     out = subprocess.run(cli + ["--", "--nbpe", "48"], capture_output=True, text=True)
@@ -208,11 +214,7 @@ def test_tune_plans_on_a_speaker_split_and_tabulates(tmp_path):
 
 
 def test_tune_cli_dry_run(tmp_path):
-    recipe = tmp_path / "lw1"
-    recipe.mkdir()
-    shutil.copy2(RECIPE / "run.sh", recipe / "run.sh")
-    shutil.copytree(RECIPE / "conf", recipe / "conf")
-    fake_tree(recipe)
+    recipe = fake_recipe(tmp_path)
     out = subprocess.run([sys.executable, "-m", "espnet_lw.bin.adapt_benchmark", "tune", "--recipe_dir", str(recipe),
                           "--students", " ".join(STUDENTS), "--sweep_student", STUDENTS[1], "--configs",
                           "conf/adapt.yaml conf/adapt_noreplay.yaml", "--dry_run"], capture_output=True, text=True)
