@@ -15,7 +15,7 @@ import soundfile
 import torch
 import yaml
 from tiny_models import asr_config
-from tiny_training import ENCODER, FRONTEND, TOKENS, write_reference
+from tiny_training import ENCODER, FRONTEND, TOKENS, train_args, write_reference
 
 from espnet_lw.tasks.asr import LWASRTask
 from espnet_lw.utils.cli import UserError
@@ -326,17 +326,9 @@ def test_espnet_trainer_with_cached_targets(ref, tmp_path):
     }
     (tmp_path / "encrl.yaml").write_text(yaml.safe_dump(conf))
     exp = tmp_path / "exp"
-    LWASRTask.main(cmd=[
-        "--config", str(tmp_path / "encrl.yaml"), "--output_dir", str(exp), "--token_list", str(tokens),
-        "--token_type", "char", "--ngpu", "0", "--fold_length", "80000", "--fold_length", "150",
-        "--train_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
-        "--train_data_path_and_name_and_type", f"{data}/text,text,text",
-        "--train_data_path_and_name_and_type", f"{cache}/ref_enc.scp,ref_enc,kaldi_ark",
-        "--valid_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
-        "--valid_data_path_and_name_and_type", f"{data}/text,text,text",
-        "--train_shape_file", str(tmp_path / "speech_shape"), "--train_shape_file", str(tmp_path / "text_shape"),
-        "--valid_shape_file", str(tmp_path / "speech_shape"), "--valid_shape_file", str(tmp_path / "text_shape"),
-    ])
+    # (tiny_training's layout: data/, tokens.txt and the shape files in tmp_path)
+    LWASRTask.main(cmd=train_args(tmp_path, tmp_path / "encrl.yaml", exp, [
+        "--ngpu", "0", "--train_data_path_and_name_and_type", f"{cache}/ref_enc.scp,ref_enc,kaldi_ark"]))
     state = torch.load(exp / "2epoch.pth")
     assert {k.split(".")[2] for k in state if k.startswith("encoder.encoders.")} == {"0", "1"}
     assert "alignment.temperature.log_scale" in state and "alignment.proj_student.weight" in state

@@ -13,6 +13,8 @@ import pytest
 
 sf = pytest.importorskip("soundfile")
 
+from test_data_dir_tools import run_cli  # noqa: E402
+
 from espnet_lw.bin import filter_data_dir as filt  # noqa: E402
 from espnet_lw.bin import format_wav_scp as fmt  # noqa: E402
 from espnet_lw.bin import validate_data_dir as val  # noqa: E402
@@ -26,7 +28,7 @@ from espnet_lw.data.kaldi_dir import (  # noqa: E402
     validate_data_dir,
     write_kv,
 )
-from espnet_lw.utils.cli import UserError, run_main  # noqa: E402
+from espnet_lw.utils.cli import UserError  # noqa: E402
 
 FS = 16000
 LW_SH = Path(__file__).resolve().parents[1] / "egs2" / "TEMPLATE" / "lw1" / "lw.sh"
@@ -53,15 +55,6 @@ def _data_dir(d: Path, text: dict, wavs: dict | None = None, crlf: bool = False)
     return d
 
 
-def _cli(main, argv, capsys):
-    code = 0
-    try:
-        run_main(main, argv)
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    return code, capsys.readouterr().err
-
-
 # ------------------------------------------------------------------------------ truncated audio
 def test_truncated_wav_is_an_error_naming_the_file(tmp_path, capsys):
     whole = _wav(tmp_path / "whole.wav", 16000)
@@ -75,7 +68,7 @@ def test_truncated_wav_is_an_error_naming_the_file(tmp_path, capsys):
     # stage 3 (format_wav_scp) stops on it, naming the utterance and the file, and writes nothing
     src = _data_dir(tmp_path / "data", {"a-cut": "HELLO", "a-ok": "WORLD"},
                     {"a-cut": str(cut), "a-ok": str(whole)})
-    code, err = _cli(fmt.main, ["--nj", "1", str(src), str(tmp_path / "dump")], capsys)
+    code, err = run_cli(fmt.main, ["--nj", "1", str(src), str(tmp_path / "dump")], capsys)
     assert code == 1 and "truncated WAV" in err and str(cut) in err and "a-cut" in err
     assert not (tmp_path / "dump").exists()
 
@@ -116,15 +109,15 @@ def test_mixed_case_transcripts_are_an_error(tmp_path):
 def test_dev_set_in_another_case_than_train_is_refused_then_fixed(tmp_path, capsys):
     train = _data_dir(tmp_path / "train", {"a-1": "HELLO WORLD", "a-2": "GOOD MORNING"})
     dev = _data_dir(tmp_path / "dev", {"b-1": "hello world", "b-2": "yes <unk>"})
-    code, err = _cli(val.main, ["--same_case_as", str(train), str(dev)], capsys)
+    code, err = run_cli(val.main, ["--same_case_as", str(train), str(dev)], capsys)
     assert code == 1
     assert "2 transcript(s) not in upper case" in err and str(dev / "text") in err and "b-1" in err
     assert "--fix --case upper" in err
-    code, err = _cli(val.main, ["--fix", "--case", "upper", str(dev)], capsys)
+    code, err = run_cli(val.main, ["--fix", "--case", "upper", str(dev)], capsys)
     assert code == 0, err
     assert "2 transcript(s) converted to upper case" in err
     assert read_kv(dev / "text") == {"b-1": "HELLO WORLD", "b-2": "YES <unk>"}
-    assert _cli(val.main, ["--same_case_as", str(train), str(dev)], capsys)[0] == 0
+    assert run_cli(val.main, ["--same_case_as", str(train), str(dev)], capsys)[0] == 0
     assert apply_case("yes <unk> [laughter] no", "upper") == "YES <unk> [laughter] NO"
 
 
@@ -139,12 +132,12 @@ def _dump_dir(d: Path, secs: dict) -> Path:
 def test_overlong_eval_utterances_are_an_error(tmp_path, capsys):
     dev = _dump_dir(tmp_path / "dev", {"d-1": 5.0, "d-2": 75.5})
     test = _dump_dir(tmp_path / "test", {"t-1": 3.0})
-    code, err = _cli(filt.main, ["--check_only", "--fs", str(FS), "--max_wav_duration", "60", str(test), str(dev)],
+    code, err = run_cli(filt.main, ["--check_only", "--fs", str(FS), "--max_wav_duration", "60", str(test), str(dev)],
                      capsys)
     assert code == 1
     assert "1 of 2 utterance(s) are longer than 60s" in err and "d-2 (75.5s)" in err and str(dev) in err
     assert "--max_eval_wav_duration" in err
-    code, err = _cli(filt.main, ["--check_only", "--fs", str(FS), "--max_wav_duration", "80", str(test), str(dev)],
+    code, err = run_cli(filt.main, ["--check_only", "--fs", str(FS), "--max_wav_duration", "80", str(test), str(dev)],
                      capsys)
     assert code == 0, err
     assert sorted(p.name for p in dev.iterdir()) == ["utt2num_samples", "wav.scp"]  # nothing written
@@ -167,7 +160,7 @@ def test_options_advised_by_stage_3_errors_exist(tmp_path, capsys):
     stereo = _data_dir(tmp_path / "stereo", {"a-1": "X"}, {"a-1": str(_wav(audio / "s.wav", 4000, channels=2))})
     advised = set()
     for src in (rate, stereo):
-        code, err = _cli(fmt.main, ["--nj", "1", str(src), str(tmp_path / f"dump_{src.name}")], capsys)
+        code, err = run_cli(fmt.main, ["--nj", "1", str(src), str(tmp_path / f"dump_{src.name}")], capsys)
         assert code == 1
         advised |= _advised_options(err)
     assert {"--resample", "--channel", "--fs"} <= advised

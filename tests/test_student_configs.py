@@ -90,6 +90,15 @@ def test_changed_config_of_a_trained_student_is_refused(mini_reference_config, t
     ("reduction: 0.5\nnum_blocks: 2\n", "exactly one of num_blocks and reduction"),
     ("num_blocks: 99\n", "between 1 and the reference's"),
     ("reduction: 1.5\n", "fraction between 0 and 1"),
+    # the baselines' sections (kd, control) and the fine-tune's kd term
+    ("reduction: 0.5\nkd: {weight: 1.0, temprature: 2}\n", r"unknown keys \['temprature'\]"),
+    ("reduction: 0.5\nkd: {weight: -1}\n", "kd.weight must be > 0"),
+    ("reduction: 0.5\nkd: {model_conf: {kd: {weight: 1}}}\n", "directly under kd"),
+    ("reduction: 0.5\ncontrol: {weight: 1.0}\n", r"section 'control': unknown keys \['weight'\]"),
+    ("reduction: 0.5\ncontrol: {blocks: middle}\n", "blocks must be first, last"),
+    ("reduction: 0.5\nfinetune: {model_conf: {kd: {weight: 1}}}\n", r"give finetune.kd: \{weight, temperature\}"),
+    ("reduction: 0.5\nfinetune: {kd: {weight: 0}}\n", "finetune.kd.weight must be > 0"),
+    ("reduction: 0.5\ncontrol: {kd: {weight: 1}}\n", r"section 'control': unknown keys \['kd'\]"),
 ])
 def test_bad_student_configs_are_refused_with_the_file(mini_reference_config, tmp_path, text, match):
     ref_path, _ = mini_reference_config

@@ -36,12 +36,15 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
+from espnet_lw.adapt.report import error_rate, relative_change
+from espnet_lw.adapt.report import fmt_number as _num
+from espnet_lw.adapt.report import fmt_signed as _signed
 from espnet_lw.benchmark.device_report import replace_section
 from espnet_lw.benchmark.provenance import git_state, machine, now
-from espnet_lw.benchmark.timing import parse_epoch_times
-from espnet_lw.scoring import parse_result
+from espnet_lw.benchmark.systems import cache_info_seconds, read_student_json
+from espnet_lw.benchmark.timing import train_seconds
 from espnet_lw.utils.cli import UserError
-from espnet_lw.utils.io import atomic_write_text
+from espnet_lw.utils.io import atomic_write_text, load_yaml
 
 BEGIN_MARK, END_MARK = "<!-- adapt:begin -->", "<!-- adapt:end -->"
 PLOT_NAME = "adapt_field_wer_vs_minutes.png"
@@ -63,20 +66,20 @@ def minutes_label(m: float) -> str:
     return f"{m:g}"
 
 
+def minutes_config_path(out_dir: Path, minutes: float) -> Path:
+    """Where :func:`write_minutes_configs` puts the config of ``minutes``."""
+    return out_dir / f"adapt_min{minutes_label(minutes)}.yaml"
+
+
 def write_minutes_configs(base: Path, minutes: Sequence[float], out_dir: Path) -> Dict[float, Path]:
     """``adapt_min<M>.yaml`` for every M: ``base`` with ``minutes: M`` (nothing else changed)."""
-    try:
-        conf = yaml.safe_load(base.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise UserError(f"cannot read the adaptation config: {e}", str(base), "pass --adapt_config") from None
-    if not isinstance(conf, dict):
-        raise UserError("not a YAML mapping", str(base), "see conf/adapt.yaml")
+    conf = load_yaml(base, "adaptation config")
     out: Dict[float, Path] = {}
     out_dir.mkdir(parents=True, exist_ok=True)
     for m in minutes:
         if m <= 0:
             raise UserError(f"--minutes must be positive, got {m}")
-        path = out_dir / f"adapt_min{minutes_label(m)}.yaml"
+        path = minutes_config_path(out_dir, m)
         text = (f"# {base} with only {m:g} minutes of the adapt set (written by the adaptation measurement)\n"
                 + yaml.safe_dump({**conf, "minutes": float(m)}, sort_keys=False))
         atomic_write_text(path, text)
@@ -86,11 +89,11 @@ def write_minutes_configs(base: Path, minutes: Sequence[float], out_dir: Path) -
 
 def student_identity(model_dir: Path) -> dict:
     """A student's ``conf/student.json`` (its config, mode, seed), needed to derive it again in way (b)."""
-    f = model_dir / "conf" / "student.json"
-    if not f.is_file():
-        raise UserError("not a student exp dir (no conf/student.json)", str(model_dir),
+    ident = read_student_json(model_dir)
+    if ident is None:
+        raise UserError("not a student exp dir (no readable conf/student.json)", str(model_dir),
                         "pass the exp dirs of students trained by stage 11 (--students)")
-    return json.loads(f.read_text(encoding="utf-8"))
+    return ident
 
 
 def plan(expdir: str, students: Sequence[str], sweep: Optional[str], reference: Optional[str],
@@ -205,23 +208,8 @@ def render_tune(expdir: Path, student: str, adapt_set: str, configs: Sequence[st
 
 
 # ------------------------------------------------------------------------------------------------ report
-def train_seconds(log: Path) -> Optional[float]:
-    """ESPnet's per-epoch train + valid seconds of ``log``, summed (None: no finished epoch)."""
-    if not log.is_file():
-        return None
-    times = parse_epoch_times(log)
-    return sum(t.total for t in times.values()) if times else None
-
-
 def _wer(model_dir: Path, dset: str) -> Optional[float]:
-    f = model_dir / DECODE_TAG / dset / "score_wer" / "result.txt"
-    return parse_result(f).err if f.is_file() else None
-
-
-def _rel(before: Optional[float], after: Optional[float]) -> Optional[float]:
-    if before is None or after is None or before == 0:
-        return None
-    return 100.0 * (after - before) / before
+    return error_rate(model_dir / DECODE_TAG, dset)
 
 
 def adaptation_row(expdir: Path, model: str, config: str, adapt_set: str, sets: Sequence[str]) -> Optional[dict]:
@@ -240,7 +228,7 @@ def adaptation_row(expdir: Path, model: str, config: str, adapt_set: str, sets: 
     for dset in sets:
         r = by_set.get(dset, {})
         row["sets"][dset] = {"before": r.get("wer_before"), "after": r.get("wer_after"),
-                             "rel": _rel(r.get("wer_before"), r.get("wer_after"))}
+                             "rel": relative_change(r.get("wer_before"), r.get("wer_after"))}
     return row
 
 
@@ -254,18 +242,8 @@ def derived_row(expdir: Path, student: str, sets: Sequence[str]) -> Optional[dic
             "sets": {dset: {"wer": _wer(d, dset), "original": _wer(expdir / student, dset)} for dset in sets}}
 
 
-def targets_seconds(ref_exp: Path) -> Optional[float]:
-    """Wall seconds of the EncRL targets pass over an (adapted) reference (its cache's info.yaml)."""
-    for info in sorted(ref_exp.glob("targets/*/info.yaml")):
-        secs = ((yaml.safe_load(info.read_text(encoding="utf-8")) or {}).get("this_run") or {}).get("wall_seconds")
-        if secs:
-            return float(secs)
-    return None
-
-
 def _ratio(expdir: Path, model: str) -> Optional[float]:
-    f = expdir / model / "conf" / "student.json"
-    return json.loads(f.read_text(encoding="utf-8")).get("ratio") if f.is_file() else None
+    return (read_student_json(expdir / model) or {}).get("ratio")
 
 
 def collect(expdir: Path, students: Sequence[str], sweep: Optional[str], reference: Optional[str],
@@ -282,7 +260,7 @@ def collect(expdir: Path, students: Sequence[str], sweep: Optional[str], referen
     noreplay = adaptation_row(expdir, sweep, noreplay_config, adapt_set, sets) if sweep and noreplay_config else None
     ref_row = adaptation_row(expdir, reference, adapt_config, adapt_set, sets) if reference else None
     way_b = {s: derived_row(expdir, s, sets) for s in students}
-    targets = targets_seconds(expdir / ref_row["adapt_dir"] / "reference") if ref_row else None
+    targets = cache_info_seconds(expdir / ref_row["adapt_dir"] / "reference") if ref_row else None
     tune_md = expdir / "adapt_benchmark" / "tune.md"
     return {"students": {s: {"ratio": _ratio(expdir, s)} for s in students}, "sweep_student": sweep,
             "tuning": tune_md.read_text(encoding="utf-8") if tune_md.is_file() else None,
@@ -313,14 +291,6 @@ def bounds(m: dict) -> List[str]:
         out.append(f"- without replay (reported, no bound): test {_num(nr['sets'].get('test', {}).get('rel'))} %, "
                    f"field_test {_num(nr['sets'].get('field_test', {}).get('rel'))} %")
     return out
-
-
-def _num(v: Optional[float], digits: int = 1) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
-def _signed(v: Optional[float]) -> str:
-    return "-" if v is None else f"{v:+.1f}"
 
 
 def render(m: dict, command: Optional[str], provenance: dict, plot: bool) -> str:

@@ -18,19 +18,31 @@ from espnet_lw.utils.io import atomic_write_text
 PathLike = Union[str, Path]
 
 
-def _rate(decode_dir: Path, dset: str, kind: str) -> Optional[float]:
+def error_rate(decode_dir: Path, dset: str, kind: str = "wer") -> Optional[float]:
+    """sclite's error rate (``kind`` wer / cer) of ``<decode_dir>/<dset>``; ``None`` when not scored."""
     f = decode_dir / dset / f"score_{kind}" / "result.txt"
     return parse_result(f).err if f.is_file() else None
 
 
-def _fmt(v: Optional[float]) -> str:
-    return "-" if v is None else f"{v:.1f}"
+def relative_change(before: Optional[float], after: Optional[float]) -> Optional[float]:
+    """``100 * (after - before) / before``; ``None`` when either is unknown or ``before`` is 0."""
+    if before is None or after is None or before == 0:
+        return None
+    return 100.0 * (after - before) / before
+
+
+def fmt_number(v: Optional[float], digits: int = 1) -> str:
+    """``v`` with ``digits`` decimals, ``-`` when unknown."""
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def fmt_signed(v: Optional[float]) -> str:
+    """``v`` with a sign and one decimal, ``-`` when unknown."""
+    return "-" if v is None else f"{v:+.1f}"
 
 
 def _rel(before: Optional[float], after: Optional[float]) -> str:
-    if before is None or after is None or before == 0:
-        return "-"
-    return f"{100.0 * (after - before) / before:+.1f}"
+    return fmt_signed(relative_change(before, after))
 
 
 def collect(model_dir: PathLike, adapt_dir: PathLike, decode_tag: str, sets: Sequence[str]) -> List[Dict]:
@@ -40,8 +52,8 @@ def collect(model_dir: PathLike, adapt_dir: PathLike, decode_tag: str, sets: Seq
     for dset in sets:
         rows.append({
             "set": dset,
-            "wer_before": _rate(before_dir, dset, "wer"), "wer_after": _rate(after_dir, dset, "wer"),
-            "cer_before": _rate(before_dir, dset, "cer"), "cer_after": _rate(after_dir, dset, "cer"),
+            "wer_before": error_rate(before_dir, dset, "wer"), "wer_after": error_rate(after_dir, dset, "wer"),
+            "cer_before": error_rate(before_dir, dset, "cer"), "cer_after": error_rate(after_dir, dset, "cer"),
         })
     return rows
 
@@ -66,8 +78,9 @@ def render(rows: List[Dict], model_dir: PathLike, adapt_dir: PathLike, train_sec
     lines += ["", "|set|WER before|WER after|rel. change %|CER before|CER after|",
               "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"|{r['set']}|{_fmt(r['wer_before'])}|{_fmt(r['wer_after'])}|"
-                     f"{_rel(r['wer_before'], r['wer_after'])}|{_fmt(r['cer_before'])}|{_fmt(r['cer_after'])}|")
+        lines.append(f"|{r['set']}|{fmt_number(r['wer_before'])}|{fmt_number(r['wer_after'])}|"
+                     f"{_rel(r['wer_before'], r['wer_after'])}|{fmt_number(r['cer_before'])}|"
+                     f"{fmt_number(r['cer_after'])}|")
     if any(r["wer_before"] is None for r in rows):
         lines += ["", "`-` before: the original model was not scored on that set (run stages 12-13 of it "
                   "with that set in --test_sets)."]

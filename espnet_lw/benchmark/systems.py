@@ -296,12 +296,18 @@ def reference_cache_seconds(expdir: Path, ref: Optional[SystemDir]) -> float:
         if best is not None:
             return best
     if ref is not None:
-        for info in sorted(ref.exp.glob("targets/*/info.yaml")):
-            secs = ((load_yaml(info, "reference-target cache info", allow_empty=True).get("this_run") or {})
-                    .get("wall_seconds"))
-            if secs:
-                return float(secs)
+        return cache_info_seconds(ref.exp) or 0.0
     return 0.0
+
+
+def cache_info_seconds(ref_exp: Path) -> Optional[float]:
+    """``this_run.wall_seconds`` of the first reference-target cache of ``ref_exp`` that records it."""
+    for info in sorted(Path(ref_exp).glob("targets/*/info.yaml")):
+        secs = ((load_yaml(info, "reference-target cache info", allow_empty=True).get("this_run") or {})
+                .get("wall_seconds"))
+        if secs:
+            return float(secs)
+    return None
 
 
 def read_accum_grad(conf: dict) -> int:

@@ -89,6 +89,13 @@ def parse_epoch_times(log: Path | str) -> Dict[int, EpochTime]:
     return dict(sorted(out.items()))
 
 
+def train_seconds(log: Path | str) -> Optional[float]:
+    """A training's wall time: its epochs' train + valid seconds summed (a resumed training counted in
+    full); ``None`` when the log has no finished epoch (or does not exist)."""
+    times = parse_epoch_times(log)
+    return sum(t.total for t in times.values()) if times else None
+
+
 def seconds_list(times: Dict[int, EpochTime]) -> List[float]:
     """Seconds per epoch 1..max (an epoch missing from the log counts 0)."""
     if not times:

@@ -103,9 +103,14 @@ class Selection:
         self.adapt_config = args.adapt_config
         self.noreplay = None if args.noreplay_config in ("", "none") else args.noreplay_config
         self.adapt_set, self.test_sets = args.adapt_set, args.adapt_test_sets
-        conf_dir = self.expdir / "adapt_benchmark" / "conf"
-        self.minute_configs = (measure.write_minutes_configs(Path(self.adapt_config), self.minutes, conf_dir)
-                               if self.sweep and "a" in self.ways else {})
+        self.conf_dir = self.expdir / "adapt_benchmark" / "conf"
+        sweep_minutes = self.minutes if self.sweep and "a" in self.ways else []
+        #: the sweep's configs (written by :meth:`write_minute_configs`; report and tune only read them)
+        self.minute_configs = {m: measure.minutes_config_path(self.conf_dir, m) for m in sweep_minutes}
+
+    def write_minute_configs(self) -> None:
+        if self.minute_configs:
+            measure.write_minutes_configs(Path(self.adapt_config), list(self.minute_configs), self.conf_dir)
 
     def measurement(self) -> dict:
         return measure.collect(self.expdir, self.students, self.sweep, self.reference, self.adapt_set,
@@ -153,6 +158,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     prov_file = _provenance_file(sel.expdir)
     record = json.loads(prov_file.read_text(encoding="utf-8")) if prov_file.is_file() else {"runs": []}
     if args.cmd == "run":
+        sel.write_minute_configs()
         cmds = measure.plan(str(sel.expdir), sel.students, sel.sweep, sel.reference, sel.adapt_set, sel.test_sets,
                             sel.adapt_config, sel.noreplay, sel.minute_configs, sel.ways, run_args)
         if args.dry_run:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from espnet_lw.benchmark.timing import parse_epoch_times
+from espnet_lw.benchmark.timing import train_seconds
 
 
 def main(argv=None) -> None:
@@ -20,7 +20,7 @@ def main(argv=None) -> None:
     p.add_argument("train_log")
     p.add_argument("--wall", type=float, default=0.0, help="wall time of the last invocation (seconds)")
     args = p.parse_args(argv)
-    total = sum(t.total for t in parse_epoch_times(args.train_log).values())
+    total = train_seconds(args.train_log) or 0.0
     print(f"{max(total, args.wall):.0f}")
 
 

@@ -130,13 +130,10 @@ class Section:
                 AlignmentConfig.from_dict(model_conf["alignment"])
             except ConfigError as e:
                 raise UserError(f"section '{name}': model_conf.{e.what}", str(path)) from e
-        if name == "kd" and "kd" in model_conf:
-            raise UserError("section 'kd': give weight and temperature directly under kd:, not in model_conf.kd",
-                            str(path))
-        if "kd" in model_conf:
-            raise UserError(f"section '{name}': model_conf.kd is not a key here"
-                            + (" (give finetune.kd: {weight, temperature})" if name == "finetune" else ""),
-                            str(path))
+        if "kd" in model_conf:  # the KD term has its own keys: under kd: (section kd) or finetune.kd
+            where = {"kd": ": give weight and temperature directly under kd:, not in model_conf.kd",
+                     "finetune": ": model_conf.kd is not a key here (give finetune.kd: {weight, temperature})"}
+            raise UserError(f"section '{name}'" + where.get(name, ": model_conf.kd is not a key here"), str(path))
         out = cls(name, {k: v for k, v in data.items() if k not in ("model_conf", "blocks", "kd") + KD_KEYS},
                   dict(model_conf))
         try:

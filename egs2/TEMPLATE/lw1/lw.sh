@@ -529,13 +529,15 @@ filter_train_set() {  # filter_train_set DST
         --max_wav_duration "${max_eval_wav_duration}" "${eval_dirs[@]}"
 }
 
+filter_opts() {  # filter_opts SRC: the options record of filtering the formatted dir SRC (stages 4, 16a)
+    printf '%s\n' "min_wav_duration=${min_wav_duration}" "max_wav_duration=${max_wav_duration}" \
+        "source wav.scp=$(file_hash "$1/wav.scp")" "source text=$(file_hash "$1/text")"
+}
+
 if run_stage 4; then
     begin 4 "remove utterances shorter than ${min_wav_duration}s / longer than ${max_wav_duration}s or without text"
     dst="${data_feats}/${train_set_sp}"
-    step_opts="min_wav_duration=${min_wav_duration}
-max_wav_duration=${max_wav_duration}
-source wav.scp=$(file_hash "${data_feats}/org/${train_set_sp}/wav.scp")
-source text=$(file_hash "${data_feats}/org/${train_set_sp}/text")"
+    step_opts="$(filter_opts "${data_feats}/org/${train_set_sp}")"
     step_kind=fresh
     run_step "${dst}/.done.stage4" "${dst}" "stage 4: ${dst} already filtered" filter_train_set "${dst}"
     finish "${step_status}"
@@ -959,10 +961,7 @@ adapt_format_step() {  # 16a
     done
     src="${data_feats}/org/${adapt_set}"
     dst="${data_feats}/${adapt_set}"
-    step_opts="min_wav_duration=${min_wav_duration}
-max_wav_duration=${max_wav_duration}
-source wav.scp=$(file_hash "${src}/wav.scp")
-source text=$(file_hash "${src}/text")"
+    step_opts="$(filter_opts "${src}")"
     step_kind=fresh
     run_step "${dst}/.done.stage4" "${dst}" "stage 16: ${dst} already filtered" \
         ${python} -m espnet_lw.bin.filter_data_dir --fs "${fs_int}" --min_wav_duration "${min_wav_duration}" \
