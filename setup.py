@@ -29,6 +29,6 @@ setup(
         "onnxruntime",
     ],
     entry_points={"console_scripts": ["transcribe=espnet_lw.bin.transcribe:main"]},
-    extras_require={"test": ["pytest", "ruff"]},
+    extras_require={"test": ["pytest", "pytest-xdist", "ruff"]},
     license="Apache-2.0",
 )

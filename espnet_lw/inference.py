@@ -28,8 +28,10 @@ from pathlib import Path
 from espnet_lw.decoding import greedy_search, prefix_beam_search
 from espnet_lw.utils.cli import UserError
 from espnet_lw.utils.io import load_yaml
+from espnet_lw.utils.jobs import n_jobs
 
 DEFAULTS = {"decoding": "greedy", "batch_size": 8, "beam_size": 10}
+MIN_UTTS_PER_JOB = 100  # a decoding job gets at least this many utterances (decode_jobs)
 
 
 def load_options(args) -> dict:
@@ -149,6 +151,13 @@ def decode_part(job):
     return results, audio_sec
 
 
+def decode_jobs(n_utts: int, nj: int, ngpu: int = 0, min_utts_per_job: int = MIN_UTTS_PER_JOB) -> int:
+    """How many processes decode ``n_utts`` utterances: at most ``nj``, one on a GPU, and no more than
+    one per ``min_utts_per_job`` utterances (a job's start, with ESPnet's imports and the model load,
+    costs more than decoding a few utterances in a process that is already running)."""
+    return 1 if ngpu > 0 else n_jobs(n_utts, nj, min_utts_per_job)
+
+
 def run_inference(args) -> str:
     """Decode the utterances of ``args.data_path_and_name_and_type`` into ``args.output_dir``.
 
@@ -158,8 +167,11 @@ def run_inference(args) -> str:
     opts = load_options(args)
     scp = Path(args.data_path_and_name_and_type.split(",")[0])
     items = read_scp(scp)
-    nj = 1 if args.ngpu > 0 else max(1, min(args.nj, len(items)))
+    nj = decode_jobs(len(items), args.nj, args.ngpu, getattr(args, "min_utts_per_job", MIN_UTTS_PER_JOB))
+    # each job's share of the cores; OMP_NUM_THREADS, when set, caps it (a caller that runs several things at once)
     threads = max(1, (os.cpu_count() or 1) // nj)
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
     # sort by file size so that greedy batches hold utterances of similar length
     items.sort(key=lambda kv: os.path.getsize(kv[1]) if os.path.exists(kv[1]) else 0)
     parts = [items[j::nj] for j in range(nj)]

@@ -12,9 +12,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+
+# Under pytest-xdist (the README's test command: ``-n auto --dist loadfile``) the workers share the cores:
+# each worker's torch, and every process it starts (recipe runs, trainers), gets its share of threads
+# instead of all of them.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "").isdigit():
+    _threads = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def _need_tts() -> None:

@@ -4,6 +4,8 @@ loads and decodes; and the option checks of the entry point (no DataParallel).""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -51,11 +53,22 @@ def test_encrl_and_finetune_on_two_cpu_processes(tmp_path):
 
     ft = tmp_path / "exp" / "student"
     _run_train(train_args(tmp_path, write_ctc_config(tmp_path / "ft.yaml", stats), ft,
-                          procs + ["--init_param", f"{encrl / 'valid.loss.ave.pth'}:::alignment"]),
+                          procs + ["--init_param", f"{encrl / 'valid.loss.ave.pth'}:::alignment",
+                                   "--params_report", str(ft / "params.txt")]),
                tmp_path / "ft.log")
     assert "0/2]" in (tmp_path / "ft.log").read_text()
     ft_state = load_state(ft / "valid.loss.ave.pth")
     assert set(ft_state) == {k for k in state if not k.startswith("alignment.")}
+    # --params_report: the parent process writes the model's size once the workers are done, as the
+    # standalone model_info tool prints it
+    from espnet_lw.bin import model_info
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        model_info.main(["--asr_train_config", str(ft / "config.yaml"),
+                         "--asr_model_file", str(ft / "valid.loss.ave.pth")])
+    report = (ft / "params.txt").read_text()
+    assert report == printed.getvalue() and int(report.split()[0]) > 0 and "encoder blocks: 2" in report
 
     s2t = build_speech2text(type("A", (), {"asr_train_config": str(ft / "config.yaml"),
                                            "asr_model_file": str(ft / "valid.loss.ave.pth")})(),
@@ -77,6 +90,8 @@ def test_data_parallel_and_bad_process_options_are_refused(monkeypatch):
         asr_train.main(["--ngpu", "1", "--cpu_procs", "2"])
     with pytest.raises(UserError, match="cpu_procs must be"):
         asr_train.main(["--cpu_procs", "0"])
+    with pytest.raises(UserError, match="--params_report needs --output_dir"):
+        asr_train.main(["--params_report", "params.txt"])
     assert not ran
     asr_train.main(["--ngpu", "2", "--output_dir", "x"])  # --ngpu N > 1: DDP, one process per GPU
     assert ran[-1][-2:] == ["--multiprocessing_distributed", "true"]

@@ -56,3 +56,18 @@ def test_prefix_beam_can_beat_best_path():
     lp = np.log(np.array([[0.6, 0.4], [0.6, 0.4]]))
     assert greedy_search(lp) == []
     assert prefix_beam_search(lp, beam_size=4)[0][0] == [1]
+
+
+def test_decoding_and_statistics_jobs_follow_the_set_size():
+    """A small set is decoded (and its statistics collected) in one process: starting a job costs more than
+    a few utterances; a large one gets up to --nj jobs; on a GPU always one."""
+    from espnet_lw.inference import MIN_UTTS_PER_JOB, decode_jobs
+    from espnet_lw.utils.jobs import n_jobs
+
+    assert decode_jobs(12, nj=2) == 1
+    assert decode_jobs(2 * MIN_UTTS_PER_JOB - 1, nj=2) == 1
+    assert decode_jobs(2 * MIN_UTTS_PER_JOB, nj=2) == 2
+    assert decode_jobs(624, nj=4) == 4 and decode_jobs(624, nj=8) == 6
+    assert decode_jobs(5000, nj=2, ngpu=1) == 1
+    assert decode_jobs(5, nj=3, min_utts_per_job=1) == 3
+    assert n_jobs(0, 2, 100) == 1 and n_jobs(10, 0, 1) == 1

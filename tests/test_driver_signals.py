@@ -63,8 +63,12 @@ def test_interrupt_stops_the_trainer(spaced, how):
     full_env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=pythonpath, **env)
     cmd = ["./run.sh", *ARGS[:-1], f"--max_epoch 200 {MODEL}", "--stage", "11", "--stop_stage", "11",
            "--asr_tag", tag]
+    # as from a terminal: SIGINT at its default in the driver. A process whose parent ignores SIGINT (a
+    # pytest-xdist worker, a job started with '&' by a script) inherits that, and bash cannot trap a signal
+    # that was ignored when it started: there Ctrl-C never reaches the driver at all (SIGTERM does).
     p = subprocess.Popen(cmd, cwd=recipe, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True, start_new_session=True)
+                         text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not trainer_pids(tag):

@@ -16,6 +16,10 @@ the model and, for EncRL, of the frozen reference):
 
 Checkpoints are saved atomically and ``lw_encrl`` gets DDP's ``unused_parameters``
 (:class:`espnet_lw.tasks.trainer.LWTrainer`).
+
+``--params_report FILE`` (this entry point's own option): once training has finished, the model of
+``<output_dir>/config.yaml`` is built in this process and its size (``espnet_lw.bin.model_info``'s
+lines) is written to FILE, which saves the stage driver a second process (and ESPnet's imports).
 """
 
 from __future__ import annotations
@@ -32,15 +36,18 @@ from espnet_lw.utils.cli import UserError, run_main, str2bool
 
 
 def _own_options(cmd: List[str]):
-    """``(cpu_procs, ngpu, multiprocessing_distributed or None, the command without --cpu_procs)``."""
+    """``(own options: cpu_procs, params_report; ESPnet's: ngpu, multiprocessing_distributed or None,
+    output_dir; the command without this entry point's own options)``."""
     own = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     own.add_argument("--cpu_procs", type=int, default=1)
+    own.add_argument("--params_report", default=None)
     known, rest = own.parse_known_args(cmd)
     peek = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     peek.add_argument("--ngpu", type=int, default=0)
     peek.add_argument("--multiprocessing_distributed", type=str2bool, default=None)
+    peek.add_argument("--output_dir", default=None)
     seen, _ = peek.parse_known_args(rest)
-    return known.cpu_procs, seen.ngpu, seen.multiprocessing_distributed, rest
+    return known, seen, rest
 
 
 def _free_port() -> int:
@@ -114,10 +121,36 @@ def run_cpu_procs(cmd: List[str], nprocs: int) -> None:
         signal.signal(signal.SIGTERM, old)
 
 
+def write_params_report(output_dir: str, out_file: str) -> None:
+    """The size lines of the model that ``output_dir/config.yaml`` describes, written to ``out_file``
+    (temporary name, then renamed: a reader never sees a torn file)."""
+    from pathlib import Path
+
+    from espnet_lw.models.loading import parameter_report
+
+    config = Path(output_dir) / "config.yaml"
+    if not config.is_file():
+        raise UserError("training wrote no config.yaml", str(config), "see the training log above")
+    model, _ = LWASRTask.build_model_from_file(config, None, "cpu")
+    out = Path(out_file)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("\n".join(parameter_report(model)) + "\n", encoding="utf-8")
+    tmp.replace(out)
+
+
 def main(cmd=None) -> None:
     """Run ESPnet's ASR training main loop (on several processes with ``--ngpu N`` / ``--cpu_procs N``)."""
     cmd = list(sys.argv[1:] if cmd is None else cmd)
-    cpu_procs, ngpu, mp_dist, cmd = _own_options(cmd)
+    own, seen, cmd = _own_options(cmd)
+    if own.params_report and not seen.output_dir:
+        raise UserError("--params_report needs --output_dir (the model's config.yaml is read from there)")
+    _dispatch(own.cpu_procs, seen.ngpu, seen.multiprocessing_distributed, cmd)
+    if own.params_report:
+        write_params_report(seen.output_dir, own.params_report)
+
+
+def _dispatch(cpu_procs: int, ngpu: int, mp_dist: Optional[bool], cmd: List[str]) -> None:
+    """One process, ``cpu_procs`` CPU processes or ``ngpu`` GPU processes (DDP), as asked."""
     if cpu_procs < 1:
         raise UserError(f"--cpu_procs must be >= 1, got {cpu_procs}")
     if cpu_procs > 1:

@@ -1,6 +1,7 @@
 """Stage 10: feature statistics (for global MVN) and shape files, with ESPnet's own code.
 
-:func:`collect_stats` splits the training and validation utterances into ``nj`` key lists, runs
+:func:`collect_stats` splits the training and validation utterances into ``nj`` key lists (fewer for
+a small training set: :data:`MIN_UTTS_PER_JOB`), runs
 ESPnet's trainer (``python -m espnet_lw.bin.asr_train``) in ``--collect_stats true`` mode on each
 part in parallel, merges the parts with ``espnet2.bin.aggregate_stats_dirs`` and finally writes
 ``text_shape.<token_type>`` (token lengths + vocabulary size), the shape files the training stage
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from espnet_lw.utils.cli import UserError, setup_logging
+from espnet_lw.utils.jobs import n_jobs
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,9 @@ def data_files(rest: Sequence[str], flag: str) -> List[str]:
         if a == flag and i + 1 < len(rest):
             out.append(rest[i + 1].split(",")[0])
     return out
+
+
+MIN_UTTS_PER_JOB = 200  # a statistics job gets at least this many training utterances (n_jobs)
 
 
 def split_keys(scp: Path, nj: int, out_dir: Path) -> List[Path]:
@@ -67,6 +72,8 @@ def collect_stats(output_dir: Path, nj: int, token_type: str, token_list: str, t
     for f in train_scp + valid_scp:
         if not Path(f).is_file():
             raise UserError("no such data file", f, "run stages 1-4 first")
+    n_train = sum(1 for ln in Path(train_scp[0]).read_text(encoding="utf-8").splitlines() if ln.strip())
+    nj = n_jobs(n_train, nj, MIN_UTTS_PER_JOB)
     train_parts = split_keys(Path(train_scp[0]), nj, logdir / "train_keys")
     valid_parts = split_keys(Path(valid_scp[0]), nj, logdir / "valid_keys")
     nj = min(len(train_parts), len(valid_parts))

@@ -610,7 +610,7 @@ fi
 
 # train_model DIR CONFIG [extra trainer args...]: one resumable training run with ESPnet's trainer.
 # Skipped when DIR/.done.stage11 exists; the full log goes to DIR/train.log, one line per epoch
-# to the console; DIR/params.txt gets the model size.
+# to the console; DIR/params.txt gets the model size (written by the trainer's process: --params_report).
 train_model() {
     local dir="$1"
     begin 11 "training ${dir}"
@@ -681,7 +681,7 @@ _train_model() {  # the body of train_model
     mkdir -p "${dir}"
     log "training log: ${dir}/train.log (resumes from ${dir}/checkpoint.pth if present)"
     run_trainer "${dir}" training --config "${config}" --output_dir "${dir}" \
-        --ngpu "${ngpu}" --resume true \
+        --ngpu "${ngpu}" --resume true --params_report "${dir}/params.txt" \
         --frontend_conf fs="${fs}" \
         --normalize "${feats_normalize}" --normalize_conf stats_file="${asr_stats_dir}/train/feats_stats.npz" \
         --train_shape_file "${asr_stats_dir}/train/speech_shape" \
@@ -689,8 +689,6 @@ _train_model() {  # the body of train_model
         --valid_shape_file "${asr_stats_dir}/valid/speech_shape" \
         --valid_shape_file "${asr_stats_dir}/valid/text_shape.${token_suffix}" \
         "${common_train_args[@]}" "$@"
-    ${python} -m espnet_lw.bin.model_info --asr_train_config "${dir}/config.yaml" \
-        --asr_model_file "${dir}/${inference_asr_model}" > "${dir}/params.txt"
     printf '%s\n' "${command_line}" > "${dir}/run_command.txt"  # RESULTS.md names it in the model's section
 }
 
@@ -978,7 +976,7 @@ _adapt_train() {  # 16b: the adaptation's data and config, then ESPnet's trainer
     log "adaptation log: ${adapt_exp}/train.log (resumes from ${adapt_exp}/checkpoint.pth if present)"
     # shellcheck disable=SC2086
     run_trainer "${adapt_exp}" adaptation --config "${adapt_exp}/conf/train.yaml" --output_dir "${adapt_exp}" \
-        --ngpu "${ngpu}" --resume true \
+        --ngpu "${ngpu}" --resume true --params_report "${adapt_exp}/params.txt" \
         --train_data_path_and_name_and_type "${d}/train/wav.scp,speech,sound" \
         --train_data_path_and_name_and_type "${d}/train/text,text,text" \
         --valid_data_path_and_name_and_type "${d}/valid/wav.scp,speech,sound" \
@@ -988,8 +986,6 @@ _adapt_train() {  # 16b: the adaptation's data and config, then ESPnet's trainer
         ${adapt_args}
     ${python} -m espnet_lw.bin.adapt reference --model_dir "${adapt_model}" --model_file "${inference_asr_model}" \
         --out_dir "${adapt_exp}" > /dev/null
-    ${python} -m espnet_lw.bin.model_info --asr_train_config "${adapt_exp}/config.yaml" \
-        --asr_model_file "${adapt_exp}/${inference_asr_model}" > "${adapt_exp}/params.txt"
     printf '%s\n' "${command_line}" > "${adapt_exp}/run_command.txt"
 }
 
