@@ -71,6 +71,12 @@ def test_shipped_configs_load():
     assert cfg.replay == 0.25 and cfg.epochs >= 1 and cfg.noise_scp == "data/noise/wav.scp"
     assert cfg.noise_db_range_str == "5_20"
     assert AdaptConfig.load(REPO / "conf" / "adapt_noreplay.yaml").replay == 0.0
+    # the tuning candidates differ from conf/adapt.yaml in what their names say, and only there
+    base = vars(cfg)
+    assert {k: v for k, v in vars(AdaptConfig.load(REPO / "conf" / "adapt_e10.yaml")).items() if base[k] != v} == {
+        "epochs": 10}
+    assert {k: v for k, v in vars(AdaptConfig.load(REPO / "conf" / "adapt_lr1e3.yaml")).items() if base[k] != v} == {
+        "lr": 0.001}
 
 
 @pytest.mark.parametrize("data, message", [

@@ -52,6 +52,28 @@ def test_shipped_student_configs(mini_reference_config, tmp_path, ratio):
     assert scratch["scratch.yaml"]["scheduler_conf"] == ref["scheduler_conf"]
 
 
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "conf").glob("student_*.yaml")))
+def test_every_shipped_student_config_makes_its_encrl_student(mini_reference_config, tmp_path, name, monkeypatch):
+    """Every conf/student_*.yaml (the shipped ones, the paper's setting, the documented attempts) makes an
+    EncRL + fine-tune pair; the attempts differ from conf/student_r67.yaml in what their names say."""
+    from espnet_lw.models import student_config
+
+    checked = []  # a fine-tune with KD checks that the cache holds the reference's posteriors
+    monkeypatch.setattr(student_config, "check_reference_cache", lambda cache, *a: checked.append((cache, a[-1])))
+    ref_path, _ = mini_reference_config
+    files = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / name, "encrl", "cache")
+    encrl, ft = files["encrl.yaml"], files["finetune.yaml"]
+    assert encrl["model"] == "lw_encrl" and ft["model"] == "lw_ctc"
+    clip = encrl["model_conf"]["alignment"]["clip"]
+    kd = {"weight": 1.0, "temperature": 2.0} if "ftkd" in name else None
+    assert (ft.get("model_conf") or {}).get("kd") == kd and checked == ([("cache", ["logp"])] if kd else [])
+    assert clip.get("exclude_neighbours") == (3 if "nbr" in name else None)
+    if name.startswith("student_r67_"):
+        r67 = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / "student_r67.yaml", "encrl", "cache")
+        assert encrl["max_epoch"] == (3 if "encrl3" in name else r67["encrl.yaml"]["max_epoch"]) or "paper" in name
+        assert ft["max_epoch"] == r67["finetune.yaml"]["max_epoch"] or "paper" in name
+
+
 def test_unknown_key_is_named(mini_reference_config, tmp_path):
     ref_path, _ = mini_reference_config
     bad = tmp_path / "student.yaml"

@@ -285,6 +285,77 @@ def budget_lines(comp: dict, target_set: str) -> List[str]:
     return out
 
 
+#: issue 10's bars: the relative test-WER improvement of EncRL over scratch, per ratio key
+BAR_VS_SCRATCH = {"0.667": 20.0, "0.833": 12.54}
+#: and, at 66.7 %, the speed-up to the dev target against scratch and against the fastest baseline
+BAR_SPEEDUP = {"0.667": (3.0, 1.5)}
+
+
+def _met(ok: Optional[bool]) -> str:
+    return "?" if ok is None else ("met" if ok else "**not met**")
+
+
+def bar_rows(comp: dict, boot_set: Optional[str]) -> Optional[List[str]]:
+    """One row of the bars table for a ratio's comparison (with its ratio key under ``_key``; ``None``
+    without a main EncRL system):
+    EncRL's ``boot_set`` WER, the best baseline's, the bootstrap against the control, the relative
+    improvement over scratch and the speed-ups, each with its bar and whether it is met."""
+    rows = {r["name"]: r for r in comp["systems"]}
+    enc = rows.get(comp.get("main_encrl") or "")
+    if enc is None or not boot_set:
+        return None
+
+    def mean(r: Optional[dict]) -> Optional[float]:
+        return None if r is None else (r["wer"].get(boot_set) or {}).get("mean")
+
+    e = mean(enc)
+    bases = [r for r in comp["systems"] if r["role"] == "baseline" and mean(r) is not None]
+    best = min(bases, key=mean) if bases else None
+    beats = None if e is None or best is None else all(e < mean(b) for b in bases)
+    control = next((r for r in bases if r["kind"] == "control"), None)
+    boot = ((control or {}).get("bootstrap_vs_encrl") or {}).get(boot_set) if control else None
+    boot_ok = None if not boot else bool(boot["excludes_zero"] and boot["delta"] > 0)
+    scratch = next((r for r in bases if r["kind"] == "scratch"), None)
+    rel = None if e is None or scratch is None else 100.0 * (mean(scratch) - e) / mean(scratch)
+    key = comp.get("_key")
+    bar = BAR_VS_SCRATCH.get(key)
+    rel_txt = "-" if rel is None else f"{rel:+.1f} %"
+    if bar is not None:
+        rel_txt += f" (bar >= {bar:g} %: {_met(None if rel is None else rel >= bar)})"
+    sp = BAR_SPEEDUP.get(key)
+    speed_txt = "-"
+    if sp is not None:
+        vs_s, fast = enc["speedup_vs_scratch"], enc.get("speedup_vs_fastest_baseline") or {}
+        cells = []
+        for m, label in (("wall_seconds", "wall"), ("updates", "updates")):
+            a, b = vs_s.get(m), (fast.get(m) or {}).get("speedup")
+            ok = None if a is None or b is None else (a >= sp[0] and b >= sp[1])
+            cells.append(f"{label} {_fmt_x(a)} / {_fmt_x(b)}: {_met(ok)}")
+        speed_txt = f"bars {sp[0]:g}x / {sp[1]:g}x; " + "; ".join(cells)
+    return [key or "?", _fmt_wer(e),
+            "-" if best is None else f"{_fmt_wer(mean(best))} (`{best['name']}`)",
+            _met(beats), _fmt_boot(boot) + ("" if boot_ok is None else f" ({_met(boot_ok)})"),
+            rel_txt, speed_txt]
+
+
+def bar_lines(bench: dict, boot_set: Optional[str]) -> List[str]:
+    """The section's summary against issue 10's done-when: per ratio, whether the main EncRL student beats
+    every baseline on ``boot_set``, beats the control with a bootstrap interval that excludes 0, improves on
+    scratch by the bar, and (at 66.7 %) reaches the dev target the bars' times faster."""
+    rows = []
+    for key, comp in (bench.get("comparison") or {}).items():
+        row = bar_rows({**comp, "_key": key}, boot_set)
+        if row:
+            rows.append(row)
+    if not rows:
+        return []
+    head = ["ratio", f"EncRL {boot_set} WER", "best baseline", "beats every baseline",
+            "Δ control vs EncRL [95 % CI]", "vs scratch (relative)", "speed-up to the dev target: vs scratch / vs "
+            "fastest baseline"]
+    return ["", "### Against the bars (issue 10)", "", "|" + "|".join(head) + "|", "|" + "---|" * len(head)] + [
+        "|" + "|".join(r) + "|" for r in rows]
+
+
 def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[str]) -> str:
     """The RESULTS.md section between the benchmark markers."""
     prov = bench.get("provenance")
@@ -353,6 +424,7 @@ def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[s
                       f"{r.epochs} epochs, WER {wers}. Reference-target cache: "
                       f"{human_duration(bench.get('reference_cache_seconds') or 0.0)}, shared by "
                       f"{bench.get('cache_users', 0)} KD/EncRL runs."]
+    lines += bar_lines(bench, boot_set)
     if not bench.get("comparison"):
         lines += ["", "No comparison: no student with per-epoch WERs on the target set yet."]
     if plot_name:
