@@ -198,6 +198,21 @@ def test_writer_keeps_other_sections_and_keys(tmp_path, capsys):
     assert list(json.loads((recipe / "benchmark.json").read_text())) == [*other, "device"]
 
 
+def test_paper_models_timed_on_a_subset_say_so(tmp_path):
+    """--paper_limit: the paper-scale models' table names the subset they were timed on; benchmark.json too."""
+    dev = fake_device(tmp_path)
+    opts = SimpleNamespace(command="c", test_set="test", limit=0, paper_limit=100, threads=[1, 2], latency_runs=20,
+                           cold_runs=3)
+    sub = device_report.build_device(dev["models"], opts, EvalSet(Path("wav.scp"), None, None, 168, 528.1),
+                                     dev["latency_file"], dev["sgemm_one_core"], dev["environment"],
+                                     paper_test=EvalSet(Path("p.scp"), None, None, 100, 301.0))
+    assert sub["paper_test_set"] == {"utterances": 100, "audio_seconds": 301.0, "limit": 100}
+    text = device_report.render_markdown(sub)
+    assert ("### Paper-scale models (random weights: speed and size only; timed on the first 100 test utterances, "
+            "5m01s of audio (`--paper_limit`))") in text
+    assert dev["paper_test_set"] is None and "timed on the first" not in device_report.render_markdown(dev)
+
+
 def test_writer_appends_to_a_file_without_the_section_and_creates_benchmark_json(tmp_path):
     dev = fake_device(tmp_path)
     recipe = tmp_path / "recipe"
@@ -235,7 +250,8 @@ def test_cli_help_and_option_checks(tmp_path, capsys):
     args = cli.get_parser().parse_args(["--recipe_dir", "r", "--threads", "1", "--limit", "5", "--paper_models",
                                         "false"])
     assert args.threads == [1] and args.limit == 5 and args.paper_models is False
-    for bad in ({"threads": [0]}, {"backends": ["gpu"]}, {"latency_runs": 0}):
+    assert cli.get_parser().parse_args(["--recipe_dir", "r", "--paper_limit", "100"]).paper_limit == 100
+    for bad in ({"threads": [0]}, {"backends": ["gpu"]}, {"latency_runs": 0}, {"limit": -1}, {"paper_limit": -2}):
         with pytest.raises(UserError):
             device.check_options(Options(recipe_dir=tmp_path, **bad))
     with pytest.raises(UserError):
@@ -300,6 +316,7 @@ def test_test_set_and_latency_file(recipe, tmp_path):
                                                                          for ln in lines)
     assert ts.text.read_text().splitlines() == ["u0 A", "u1 AA", "u2 AAA"]
     assert len(ts.utt2spk.read_text().splitlines()) == 3
+    assert device.prepare_test_set(opts, tmp_path / "ts2", 2).utterances == 2  # --paper_limit's subset
     lat = device.make_latency_wav(Options(recipe_dir=recipe), tmp_path / "lat.wav")
     assert lat["seconds"] == 5.0 and lat["from"] == ["u2"]  # the shortest utterance of >= 5 s, cut
     assert sf.info(str(tmp_path / "lat.wav")).frames == 80000

@@ -96,6 +96,7 @@ class Options:
     paper_models: bool = True
     paper_config: Path = Path("conf/reference_paper.yaml")
     limit: int = 0
+    paper_limit: int = 0  #: the paper-scale models' speed on the first N test utterances (0: as --limit)
     out_dir: Path = Path("exp/device")
     backends: Sequence[str] = tuple(BACKENDS)
     write_results: bool = True
@@ -286,16 +287,18 @@ def count_flops(spec: ModelSpec, frames: Sequence[int]) -> dict:
 # --------------------------------------------------------------------------
 # test set, latency file, sgemm
 # --------------------------------------------------------------------------
-def prepare_test_set(opts: Options, work: Path) -> EvalSet:
-    """The test set's (first ``--limit``) utterances: a wav.scp with absolute paths, text and utt2spk."""
+def prepare_test_set(opts: Options, work: Path, limit: Optional[int] = None) -> EvalSet:
+    """The test set's (first ``limit``, default ``--limit``) utterances: a wav.scp with absolute paths,
+    text and utt2spk."""
     import soundfile as sf
 
     from espnet_lw.inference import read_scp
 
     data = opts.path(opts.dumpdir) / "raw" / opts.test_set
     items = read_scp(data / "wav.scp")
-    if opts.limit > 0:
-        items = items[: opts.limit]
+    limit = opts.limit if limit is None else limit
+    if limit > 0:
+        items = items[:limit]
     keep = {u for u, _ in items}
     work.mkdir(parents=True, exist_ok=True)
     lines, samples, rate = [], [], None
@@ -467,6 +470,8 @@ def check_options(opts: Options) -> None:
         raise UserError(f"unknown backends {sorted(unknown)}; known: {list(BACKENDS)}")
     if opts.latency_runs < 1 or opts.cold_runs < 0 or opts.latency_seconds <= 0:
         raise UserError("--latency_runs must be >= 1, --cold_runs >= 0, --latency_seconds > 0")
+    if opts.limit < 0 or opts.paper_limit < 0:
+        raise UserError(f"--limit and --paper_limit must be >= 0 (0: all), got {opts.limit} / {opts.paper_limit}")
 
 
 def measure_model(opts: Options, spec: ModelSpec, onnx_dir: Path, test: EvalSet, latency_wav: Path,
@@ -524,6 +529,10 @@ def run_device_benchmark(opts: Options) -> dict:
                         "--paper_models false" % opts.model_file, str(opts.path(opts.expdir)),
                         "train the models first (./run.sh, local/benchmark.sh) or pass --exp_dirs")
     test = prepare_test_set(opts, work / "test_set")
+    # untrained paper-scale models are timed only (no WER): --paper_limit may time them on fewer utterances
+    paper_test = test
+    if opts.paper_limit > 0 and any(not spec.trained for spec in specs):
+        paper_test = prepare_test_set(opts, work / "test_set_paper", opts.paper_limit)
     latency = make_latency_wav(opts, work / "test_set" / f"latency_{opts.latency_seconds:g}s.wav")
     parity_scp = opts.path(opts.dumpdir) / "raw" / opts.parity_set / "wav.scp" if opts.parity_set else None
     if parity_scp is not None and not parity_scp.is_file():
@@ -534,18 +543,20 @@ def run_device_benchmark(opts: Options) -> dict:
         onnx_dir = work / "onnx" / spec.name
         meta = ensure_export(spec, onnx_dir, parity_scp)
         hop = int((meta.get("frontend") or {}).get("hop_length", 160))
-        frames = [1 + n // hop for n in test.samples]  # ESPnet's STFT with center=True
-        prepared.append((spec, onnx_dir, meta, count_flops(spec, frames)))
+        ev = test if spec.trained else paper_test
+        frames = [1 + n // hop for n in ev.samples]  # ESPnet's STFT with center=True
+        prepared.append((spec, onnx_dir, meta, count_flops(spec, frames), ev))
     sgemm_before = sgemm_rate()
     models = []
-    for spec, onnx_dir, meta, flops in prepared:
-        rows = measure_model(opts, spec, onnx_dir, test, Path(latency["file"]), work)
-        models.append(device_report.model_entry(spec, meta, onnx_dir, flops, rows, test.audio_seconds))
+    for spec, onnx_dir, meta, flops, ev in prepared:
+        rows = measure_model(opts, spec, onnx_dir, ev, Path(latency["file"]), work)
+        models.append(device_report.model_entry(spec, meta, onnx_dir, flops, rows, ev.audio_seconds))
     sgemm_after = sgemm_rate()
     sgemm = {"before": sgemm_before, "after": sgemm_after,
              "gflops": max(sgemm_before["best_gflops"], sgemm_after["best_gflops"]),
              "how": "numpy float32 1024x1024 matmul, OPENBLAS/OMP/MKL_NUM_THREADS=1, best of 20, "
                     "measured before and after the probes (the higher is used)"}
-    device = device_report.build_device(models, opts, test, latency, sgemm)
+    device = device_report.build_device(models, opts, test, latency, sgemm,
+                                        paper_test=None if paper_test is test else paper_test)
     device_report.write_outputs(device, opts, work)
     return device

@@ -161,15 +161,21 @@ def checks(models: Sequence[dict]) -> List[dict]:
     return out
 
 
-def build_device(models: List[dict], opts, test, latency: dict, sgemm: dict, env: Optional[dict] = None) -> dict:
-    """benchmark.json's ``device`` content."""
+def build_device(models: List[dict], opts, test, latency: dict, sgemm: dict, env: Optional[dict] = None,
+                 paper_test=None) -> dict:
+    """benchmark.json's ``device`` content (``paper_test``: the subset the paper-scale models were timed on,
+    when ``--paper_limit`` made one)."""
     if env is None:
         env = environment()
+    paper = None if paper_test is None else {"utterances": paper_test.utterances,
+                                             "audio_seconds": round(paper_test.audio_seconds, 3),
+                                             "limit": getattr(opts, "paper_limit", None) or None}
     return {
         "command": opts.command,
         "environment": env,
         "test_set": {"name": opts.test_set, "utterances": test.utterances,
                      "audio_seconds": round(test.audio_seconds, 3), "limit": opts.limit or None},
+        "paper_test_set": paper,
         "latency_file": latency,
         "threads": [str(t) for t in opts.threads],
         "latency_runs": opts.latency_runs,
@@ -313,7 +319,10 @@ def render_markdown(device: dict, plot_name: Optional[str] = PLOT_NAME) -> str:
     if trained:
         lines += ["### Trained models", "", *table(trained, threads, True, sg), ""]
     if paper:
-        lines += ["### Paper-scale models (random weights: speed and size only)", "",
+        pts = device.get("paper_test_set")
+        subset = ("" if not pts else f"; timed on the first {pts['utterances']} test utterances, "
+                  f"{human_duration(pts['audio_seconds'])} of audio (`--paper_limit`)")
+        lines += [f"### Paper-scale models (random weights: speed and size only{subset})", "",
                   *table(paper, threads, False, sg), ""]
     fp32_default = [m["name"] for m in trained if m.get("recommended_precision") == "fp32"]
     if fp32_default:

@@ -46,6 +46,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--paper_config", default="conf/reference_paper.yaml")
     p.add_argument("--backends", nargs="+", default=["torch", "fp32", "int8"], choices=["torch", "fp32", "int8"])
     p.add_argument("--limit", type=int, default=0, help="only the first N test utterances (0: all; quick runs)")
+    p.add_argument("--paper_limit", type=int, default=0,
+                   help="time the paper-scale models (untrained: speed and size only) on the first N test utterances "
+                        "(0: as --limit); their speed does not depend on which utterances")
     p.add_argument("--out_dir", default="exp/device")
     p.add_argument("--write_results", type=str2bool, default=True,
                    help="write RESULTS.md's device section and benchmark.json's device key")
@@ -65,7 +68,8 @@ def main(argv=None) -> None:
         model_file=args.model_file, dumpdir=Path(args.dumpdir), test_set=args.test_set,
         parity_set=args.parity_set or None, threads=args.threads, latency_runs=args.latency_runs,
         latency_seconds=args.latency_seconds, cold_runs=args.cold_runs, paper_models=args.paper_models,
-        paper_config=Path(args.paper_config), limit=args.limit, out_dir=Path(args.out_dir), backends=args.backends,
+        paper_config=Path(args.paper_config), limit=args.limit, paper_limit=args.paper_limit,
+        out_dir=Path(args.out_dir), backends=args.backends,
         write_results=args.write_results, results=args.results,
         command=args.command or shlex.join(["python", "-m", "espnet_lw.bin.device_benchmark", *argv]),
     )

@@ -8,7 +8,7 @@
 # benchmark.json and device_wer_vs_rtf.png.
 # Run from the recipe dir, after the models are trained (./run.sh, local/benchmark.sh):
 #   local/device_benchmark.sh [--test_set test] [--threads "1 2"] [--latency_runs 20] [--paper_models true]
-#       [--limit N] [--out_dir exp/device] [other python -m espnet_lw.bin.device_benchmark options...]
+#       [--limit N] [--paper_limit N] [--out_dir exp/device] [other python -m espnet_lw.bin.device_benchmark options...]
 set -euo pipefail
 
 command_line="$0"  # the exact command, quoted so that it can be pasted back
