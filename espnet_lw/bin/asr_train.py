@@ -29,10 +29,12 @@ import os
 import signal
 import socket
 import sys
+from pathlib import Path
 from typing import List, Optional
 
-from espnet_lw.tasks.asr import LWASRTask
+from espnet_lw.tasks.asr import LWASRTask, model_size_lines
 from espnet_lw.utils.cli import UserError, run_main, str2bool
+from espnet_lw.utils.io import atomic_write_text
 
 
 def _own_options(cmd: List[str]):
@@ -122,20 +124,12 @@ def run_cpu_procs(cmd: List[str], nprocs: int) -> None:
 
 
 def write_params_report(output_dir: str, out_file: str) -> None:
-    """The size lines of the model that ``output_dir/config.yaml`` describes, written to ``out_file``
-    (temporary name, then renamed: a reader never sees a torn file)."""
-    from pathlib import Path
-
-    from espnet_lw.models.loading import parameter_report
-
+    """The size lines of the model that ``output_dir/config.yaml`` describes, written atomically to
+    ``out_file`` (a reader never sees a torn file)."""
     config = Path(output_dir) / "config.yaml"
     if not config.is_file():
         raise UserError("training wrote no config.yaml", str(config), "see the training log above")
-    model, _ = LWASRTask.build_model_from_file(config, None, "cpu")
-    out = Path(out_file)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("\n".join(parameter_report(model)) + "\n", encoding="utf-8")
-    tmp.replace(out)
+    atomic_write_text(out_file, "\n".join(model_size_lines(config)) + "\n")
 
 
 def main(cmd=None) -> None:

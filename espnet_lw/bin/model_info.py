@@ -27,11 +27,9 @@ def main(argv=None) -> None:
     for f in (args.asr_train_config, args.asr_model_file):
         if not Path(f).is_file():
             raise UserError("no such file", f, "train the model first (stage 11)")
-    from espnet_lw.models.loading import parameter_report  # noqa: PLC0415 - imports torch, after the checks
-    from espnet_lw.tasks.asr import LWASRTask  # noqa: PLC0415
+    from espnet_lw.tasks.asr import model_size_lines  # noqa: PLC0415 - imports ESPnet, after the checks
 
-    model, _ = LWASRTask.build_model_from_file(args.asr_train_config, args.asr_model_file, "cpu")
-    print("\n".join(parameter_report(model)))
+    print("\n".join(model_size_lines(args.asr_train_config, args.asr_model_file)))
 
 
 if __name__ == "__main__":

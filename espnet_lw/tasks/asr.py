@@ -7,6 +7,9 @@ entry point imports this module (which registers the classes) before calling ESP
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import List, Optional, Union
+
 from espnet_lw.utils.quiet import import_quietly
 
 _asr = import_quietly("espnet2.tasks.asr")
@@ -38,3 +41,12 @@ class LWASRTask(_asr.ASRTask):
     def optional_data_names(cls, train: bool = True, inference: bool = False):
         """ESPnet's optional inputs + cached reference targets for ``lw_encrl`` (``ref_enc``, ``ref_logp``)."""
         return tuple(super().optional_data_names(train, inference)) + ("ref_enc", "ref_logp")
+
+
+def model_size_lines(config: Union[str, Path], model_file: Optional[Union[str, Path]] = None) -> List[str]:
+    """The lines of ``params.txt`` (:func:`espnet_lw.models.loading.parameter_report`) for the model that a
+    training ``config.yaml`` describes (``model_file``: also load its weights; the sizes do not depend on them)."""
+    from espnet_lw.models.loading import parameter_report
+
+    model, _ = LWASRTask.build_model_from_file(config, model_file, "cpu")
+    return parameter_report(model)

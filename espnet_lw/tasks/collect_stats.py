@@ -35,12 +35,13 @@ def data_files(rest: Sequence[str], flag: str) -> List[str]:
 MIN_UTTS_PER_JOB = 200  # a statistics job gets at least this many training utterances (n_jobs)
 
 
-def split_keys(scp: Path, nj: int, out_dir: Path) -> List[Path]:
-    """Write the keys of ``scp`` into ``nj`` roughly equal key files."""
+def split_keys(scp: Path, nj: int, out_dir: Path, min_per_part: int = 1) -> List[Path]:
+    """Write the keys of ``scp`` into at most ``nj`` roughly equal key files of at least ``min_per_part``
+    keys each (one file when there are fewer)."""
     keys = [ln.split(maxsplit=1)[0] for ln in scp.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not keys:
         raise UserError("no utterances", str(scp), "run stages 1-4 first")
-    nj = max(1, min(nj, len(keys)))
+    nj = n_jobs(len(keys), nj, min_per_part)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = []
     for j in range(nj):
@@ -72,10 +73,8 @@ def collect_stats(output_dir: Path, nj: int, token_type: str, token_list: str, t
     for f in train_scp + valid_scp:
         if not Path(f).is_file():
             raise UserError("no such data file", f, "run stages 1-4 first")
-    n_train = sum(1 for ln in Path(train_scp[0]).read_text(encoding="utf-8").splitlines() if ln.strip())
-    nj = n_jobs(n_train, nj, MIN_UTTS_PER_JOB)
-    train_parts = split_keys(Path(train_scp[0]), nj, logdir / "train_keys")
-    valid_parts = split_keys(Path(valid_scp[0]), nj, logdir / "valid_keys")
+    train_parts = split_keys(Path(train_scp[0]), nj, logdir / "train_keys", MIN_UTTS_PER_JOB)
+    valid_parts = split_keys(Path(valid_scp[0]), len(train_parts), logdir / "valid_keys")
     nj = min(len(train_parts), len(valid_parts))
 
     procs = []
