@@ -68,15 +68,32 @@ def dump_dir(d: Path, prefix: str, n: int, spk: int = 2, seed: int = 0) -> Path:
 # ------------------------------------------------------------------------------ the config
 def test_shipped_configs_load():
     cfg = AdaptConfig.load(REPO / "conf" / "adapt.yaml")
-    assert cfg.replay == 0.25 and cfg.epochs >= 1 and cfg.noise_scp == "data/noise/wav.scp"
+    assert cfg.replay == 0.67 and cfg.epochs == 8 and cfg.noise_scp == "data/noise/wav.scp"
     assert cfg.noise_db_range_str == "5_20"
-    assert AdaptConfig.load(REPO / "conf" / "adapt_noreplay.yaml").replay == 0.0
-    # the tuning candidates differ from conf/adapt.yaml in what their names say, and only there
     base = vars(cfg)
-    assert {k: v for k, v in vars(AdaptConfig.load(REPO / "conf" / "adapt_e10.yaml")).items() if base[k] != v} == {
-        "epochs": 10}
-    assert {k: v for k, v in vars(AdaptConfig.load(REPO / "conf" / "adapt_lr1e3.yaml")).items() if base[k] != v} == {
-        "lr": 0.001}
+    # the no-replay twin differs in replay only (the forgetting baseline of the same recipe)
+    noreplay = vars(AdaptConfig.load(REPO / "conf" / "adapt_noreplay.yaml"))
+    assert {k: v for k, v in noreplay.items() if base[k] != v} == {"replay": 0.0}
+    # the tuning candidates differ from conf/adapt.yaml in what their names say, and only there
+    tune = sorted((REPO / "conf" / "adapt_tune").glob("*.yaml"))
+    assert len(tune) == 10
+    for f in tune:
+        diff = {k: v for k, v in vars(AdaptConfig.load(f)).items() if base[k] != v}
+        said = {}
+        for part in f.stem.split("_"):
+            if part == "freeze":
+                said["freeze"] = ["encoder.encoders"]
+            elif part == "noise0":
+                said["noise_apply_prob"] = 0.0
+            elif part.startswith("lr"):
+                mant, exp = part[2:].split("e")  # lr25e5: 25e-5
+                said["lr"] = float(f"{mant}e-{exp}")
+            elif part.startswith("replay"):
+                said["replay"] = int(part[6:]) / 100
+            elif part.startswith("e"):
+                said["epochs"] = int(part[1:])
+        said = {k: v for k, v in said.items() if base[k] != v}
+        assert diff == said, f.name
 
 
 @pytest.mark.parametrize("data, message", [

@@ -20,6 +20,7 @@ defaults). What runs in which order and what the report shows: :mod:`espnet_lw.a
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
@@ -68,7 +69,8 @@ def get_parser() -> argparse.ArgumentParser:
                        "adapt set (the sweep student; field_test is not used)",
                        description="Options after '--' go to every ./run.sh call.")
     _common(t)
-    t.add_argument("--configs", default="conf/adapt.yaml", help="the candidate adaptation configs")
+    t.add_argument("--configs", default="conf/adapt.yaml",
+                   help="the candidate adaptation configs (paths or quoted glob patterns, space-separated)")
     t.add_argument("--tune_share", type=float, default=0.34, help="share of the adapt set's speakers held out")
     t.add_argument("--dry_run", action="store_true", help="print the ./run.sh commands and stop")
     return p
@@ -121,7 +123,8 @@ def tune(args: argparse.Namespace, sel: Selection, run_args: List[str], command:
     """The ``tune`` subcommand: split, adapt with each config, write <expdir>/adapt_benchmark/tune.md."""
     if not sel.sweep:
         raise UserError("tune adapts --sweep_student: give one")
-    configs = args.configs.split()
+    # each item is a path or a glob pattern (quoted, so the shell leaves it to us): conf/adapt_tune/*.yaml
+    configs = [p for c in args.configs.split() for p in (sorted(glob.glob(c)) or [c])]
     missing = [c for c in configs if not Path(c).is_file()]
     if missing:
         raise UserError(f"no such adaptation config: {', '.join(missing)}", fix="see conf/adapt*.yaml")
