@@ -220,6 +220,14 @@ def test_tune_cli_dry_run(tmp_path):
                           "conf/adapt.yaml conf/adapt_noreplay.yaml", "--dry_run"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert len(out.stdout.splitlines()) == 2 and f"exp/{STUDENTS[1]}" in out.stdout
+    # a quoted glob pattern is expanded (sorted), as in the README's tuning command
+    glob_run = subprocess.run([sys.executable, "-m", "espnet_lw.bin.adapt_benchmark", "tune", "--recipe_dir",
+                               str(recipe), "--students", " ".join(STUDENTS), "--sweep_student", STUDENTS[1],
+                               "--configs", "conf/adapt_tune/*.yaml", "--dry_run"], capture_output=True, text=True)
+    assert glob_run.returncode == 0, glob_run.stderr
+    used = [line.split("--adapt_config ")[1].split()[0] for line in glob_run.stdout.splitlines()]
+    assert used == sorted(f"conf/adapt_tune/{f.name}" for f in (recipe / "conf" / "adapt_tune").glob("*.yaml"))
+    assert len(used) == 10
     bad = subprocess.run([sys.executable, "-m", "espnet_lw.bin.adapt_benchmark", "tune", "--recipe_dir", str(recipe),
                           "--students", " ".join(STUDENTS), "--sweep_student", STUDENTS[1], "--configs", "nope.yaml"],
                          capture_output=True, text=True)

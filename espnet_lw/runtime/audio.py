@@ -2,7 +2,7 @@
 any length, in bounded memory.
 
 :func:`read_windows` opens a file, checks it, and yields the recording as mono 16 kHz float32
-windows of at most ``max_seconds``: the file is read block by block (``soundfile.blocks``),
+windows of at most ``max_seconds``: the file is read block by block (``SoundFile.read`` of a few seconds at a time),
 mixed down to mono (the mean of the channels), resampled (:mod:`espnet_lw.runtime.resample`) and
 cut at pauses by :class:`PauseCutter`, so memory stays the same however long the recording is.
 A recording shorter than one window comes out whole, exactly as it is in the file.
@@ -130,15 +130,14 @@ def read_windows(path: str, sample_rate: int = SAMPLE_RATE, max_seconds: float =
                              frame=max(1, sample_rate // 100))
         peak, n_read = 0.0, 0
         blocksize = max(1024, int(block_seconds * info.sample_rate))
-        blocks = f.blocks(blocksize=blocksize, dtype="float32", always_2d=True)
         while True:
-            try:
-                block = next(blocks)
-            except StopIteration:
-                break
+            try:  # plain sequential reads (SoundFile.blocks seeks around every block)
+                block = f.read(blocksize, dtype="float32", always_2d=True)
             except Exception as e:  # noqa: BLE001 - a decoding error in the middle of the file
                 raise UserError(f"cannot read audio after {n_read / info.sample_rate:.1f} s: {_reason(e)}",
                                 path) from e
+            if not len(block):
+                break
             n_read += len(block)
             mono = block[:, 0] if info.channels == 1 else block.mean(axis=1, dtype=np.float32)
             if len(mono):

@@ -23,13 +23,70 @@ context between blocks, so its memory does not depend on the length of the recor
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 MAX_PHASES = 4096
 MAX_MATRIX = 1 << 20  # entries of the block matrix M above which the gather path is used
 _CHUNK = 8192  # outputs per numpy call on the gather path (bounds the gathered matrix)
+
+
+def _positions(n: np.ndarray, up: int, down: int, phases: int) -> tuple[np.ndarray, np.ndarray]:
+    """(j0, phase) of output samples ``n``: input position = j0 + phase / phases."""
+    num = n * down
+    if phases == up:
+        return num // up, num % up
+    pos = num / up
+    j0 = np.floor(pos).astype(np.int64)
+    ph = np.rint((pos - j0) * phases).astype(np.int64)
+    wrap = ph == phases
+    return j0 + wrap, np.where(wrap, 0, ph)
+
+
+@dataclass(frozen=True)
+class _Design:
+    """The filter of one conversion: taps per phase and, where small enough, the block matrix (read-only)."""
+
+    half: int
+    phases: int
+    taps: np.ndarray  # (phases, 2 * half + 1)
+    matrix: np.ndarray | None  # (lf, bo), or None: the gather path
+    bo: int = 0
+    bi: int = 0
+    lf: int = 0
+
+
+@functools.lru_cache(maxsize=16)
+def _design(up: int, down: int, zero_crossings: int, rolloff: float, beta: float) -> _Design:
+    """Designed once per conversion and process: a runtime opens one Resampler per file."""
+    cutoff = rolloff * min(1.0, up / down)  # fraction of the input Nyquist frequency
+    half = int(math.ceil(zero_crossings / cutoff))
+    phases = min(up, MAX_PHASES)
+    frac = np.arange(phases, dtype=np.float64) / phases  # position - floor(position)
+    k = np.arange(-half, half + 1, dtype=np.float64)
+    tau = frac[:, None] - k[None, :]  # distance from the output position to input sample j0 + k
+    u = np.clip(tau / (half + 1), -1.0, 1.0)
+    taps = cutoff * np.sinc(cutoff * tau) * np.i0(beta * np.sqrt(1.0 - u * u)) / np.i0(beta)
+    taps /= taps.sum(axis=1, keepdims=True)
+    taps = taps.astype(np.float32)
+    taps.flags.writeable = False
+    if phases != up:
+        return _Design(half, phases, taps, None)
+    # block path: Bo consecutive outputs (a multiple of up, at least 32) read Lf inputs, Bi further on each block
+    r = max(1, -(-32 // up))
+    bo, bi = up * r, down * r
+    j0, ph = _positions(np.arange(bo, dtype=np.int64), up, down, phases)
+    lf = int(j0[-1]) + 2 * half + 1
+    if lf * bo > MAX_MATRIX:
+        return _Design(half, phases, taps, None)
+    m = np.zeros((lf, bo), dtype=np.float32)
+    rows = j0[:, None] + np.arange(2 * half + 1)[None, :]  # input index relative to block start - half
+    m[rows, np.arange(bo)[:, None]] = taps[ph]
+    m.flags.writeable = False
+    return _Design(half, phases, taps, m, bo, bi, lf)
 
 
 class Resampler:
@@ -43,51 +100,20 @@ class Resampler:
         self.sr_in, self.sr_out = int(sr_in), int(sr_out)
         self.up, self.down = self.sr_out // g, self.sr_in // g
         self.identity = self.up == self.down
-        cutoff = rolloff * min(1.0, self.up / self.down)  # fraction of the input Nyquist frequency
-        self.half = half = int(math.ceil(zero_crossings / cutoff))
-        self.phases = min(self.up, MAX_PHASES)
-        frac = np.arange(self.phases, dtype=np.float64) / self.phases  # position - floor(position)
-        k = np.arange(-half, half + 1, dtype=np.float64)
-        tau = frac[:, None] - k[None, :]  # distance from the output position to input sample j0 + k
-        u = np.clip(tau / (half + 1), -1.0, 1.0)
-        taps = cutoff * np.sinc(cutoff * tau) * np.i0(beta * np.sqrt(1.0 - u * u)) / np.i0(beta)
-        taps /= taps.sum(axis=1, keepdims=True)
-        self.taps = taps.astype(np.float32)  # (phases, 2 * half + 1)
-        self._offsets = np.arange(-half, half + 1)
-        self._matrix = None if self.identity else self._block_matrix()
+        # same rate: samples pass through, no filter is designed
+        d = _design(self.up, self.down, int(zero_crossings), float(rolloff), float(beta)) if not self.identity \
+            else _Design(0, 1, np.ones((1, 1), dtype=np.float32), None)
+        self.half, self.phases, self.taps, self._matrix = d.half, d.phases, d.taps, d.matrix
+        self._bo, self._bi, self._lf = d.bo, d.bi, d.lf
+        self._offsets = np.arange(-self.half, self.half + 1)
         # signal state: buf holds input samples start .. start + len(buf) - 1 (zeros before 0)
-        self._buf = np.zeros(half, dtype=np.float32)
-        self._start = -half
+        self._buf = np.zeros(self.half, dtype=np.float32)
+        self._start = -self.half
         self._n_in = 0  # input samples received
         self._n_out = 0  # output samples produced
 
-    # ---------------------------------------------------------------- set-up
     def _positions(self, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(j0, phase) of output samples ``n``: input position = j0 + phase / phases."""
-        num = n * self.down
-        if self.phases == self.up:
-            return num // self.up, num % self.up
-        pos = num / self.up
-        j0 = np.floor(pos).astype(np.int64)
-        ph = np.rint((pos - j0) * self.phases).astype(np.int64)
-        wrap = ph == self.phases
-        return j0 + wrap, np.where(wrap, 0, ph)
-
-    def _block_matrix(self) -> np.ndarray | None:
-        """M (Lf, Bo) for the block path, or None when it would be too large."""
-        if self.phases != self.up:
-            return None
-        r = max(1, -(-32 // self.up))  # at least 32 outputs per block
-        bo, bi = self.up * r, self.down * r
-        j0, ph = self._positions(np.arange(bo, dtype=np.int64))
-        lf = int(j0[-1]) + 2 * self.half + 1
-        if lf * bo > MAX_MATRIX:
-            return None
-        m = np.zeros((lf, bo), dtype=np.float32)
-        rows = j0[:, None] + np.arange(2 * self.half + 1)[None, :]  # input index relative to block start - half
-        m[rows, np.arange(bo)[:, None]] = self.taps[ph]
-        self._bo, self._bi, self._lf = bo, bi, lf
-        return m
+        return _positions(n, self.up, self.down, self.phases)
 
     # ---------------------------------------------------------------- streaming
     def push(self, block: np.ndarray) -> np.ndarray:
