@@ -158,6 +158,20 @@ def test_resample_identity():
     assert resample(x, 16000, 16000) is not None and np.array_equal(resample(x, 16000, 16000), x)
 
 
+def test_resampler_designs_its_filter_once_per_conversion():
+    # the runtime opens a Resampler per file: same rate designs nothing, a conversion is designed once
+    from espnet_lw.runtime import resample as rs
+
+    rs._design.cache_clear()
+    same = Resampler(16000, 16000)
+    assert same.identity and rs._design.cache_info().misses == 0
+    x = np.linspace(-0.5, 0.5, 4410, dtype=np.float32)
+    outs = [np.concatenate([r.push(x), r.flush()]) for r in (Resampler(44100), Resampler(44100))]
+    assert rs._design.cache_info().misses == 1 and rs._design.cache_info().hits == 1
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not Resampler(44100).taps.flags.writeable  # shared between resamplers: read-only
+
+
 # --------------------------------------------------------------------------
 # reading audio
 # --------------------------------------------------------------------------
@@ -181,6 +195,18 @@ def test_read_windows_short_file_is_the_file(corpus_audio):
     windows = list(read_windows(str(corpus_audio[0])))
     assert len(windows) == 1
     np.testing.assert_array_equal(windows[0], wave)
+
+
+def test_read_windows_reads_every_block_in_order(tmp_path):
+    # 9.3 s at 16 kHz is read in 2 s blocks (the last one short): the window is the file, sample for sample
+    rng = np.random.default_rng(3)
+    wave = (rng.standard_normal(int(9.3 * 16000)) * 0.1).astype(np.float32)
+    path = tmp_path / "blocks.flac"
+    sf.write(path, wave, 16000, subtype="PCM_16")
+    expect, _ = sf.read(path, dtype="float32")
+    windows = list(read_windows(str(path), max_seconds=20.0))
+    assert len(windows) == 1
+    np.testing.assert_array_equal(windows[0], expect)
 
 
 def test_read_windows_mixes_down_and_resamples_with_a_note(tmp_path, caplog):
