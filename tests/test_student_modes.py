@@ -125,6 +125,30 @@ def test_kd_model_loss_gradient_and_refusals(ref):
         build_ctc(ref, kd={"temperature": 0})
 
 
+def test_logged_stats_survive_espnets_in_place_loss_division(ref):
+    """ESPnet's trainer runs ``loss /= accum_grad`` before it logs the stats (seen on a GPU run with the
+    paper config's accum_grad 4: a KD student logged loss = (loss_ctc + loss_kd) / 4). The stats of every
+    espnet-lw model keep their values: plain CTC, CTC + KD, and EncRL."""
+    speech, lens, text, tlens = batch()
+    kd = build_ctc(ref, kd={"weight": 0.5, "temperature": 2.0}).eval()
+    with torch.no_grad():
+        enc, enc_lens = kd.encode(speech, lens)
+    other = torch.randn_like(kd.ctc.log_softmax(enc)).mul(3).log_softmax(-1)
+    runs = {
+        "ctc": (build_ctc(ref).eval(), {}),
+        "kd": (kd, {"ref_logp": other, "ref_logp_lengths": enc_lens}),
+        "encrl": (build_student(ref, specaug=False, ctc_weight_in_encrl=0.5).eval(), {}),
+    }
+    for name, (model, extra) in runs.items():
+        loss, stats, _ = model(speech, lens, text.clone(), tlens, **extra)
+        logged = {k: v.item() for k, v in stats.items() if k.startswith("loss") and v is not None}
+        assert logged["loss"] == pytest.approx(loss.item()), name
+        loss /= 4  # what the trainer does with accum_grad 4, before reporter.register(stats)
+        assert {k: v.item() for k, v in stats.items() if k.startswith("loss") and v is not None} == logged, name
+    assert logged["loss"] == pytest.approx(logged["loss_clip"] + logged["loss_mse"] + 0.5 * logged["loss_ctc"],
+                                           rel=1e-5)
+
+
 def test_kd_student_packs_as_a_stock_ctc_model():
     from espnet_lw.export.pack import stock_config
     from espnet_lw.losses.config import LW_CTC_TRAINING_ONLY_KEYS

@@ -50,7 +50,7 @@ from espnet_lw.losses.alignment import AlignmentLoss  # noqa: E402
 from espnet_lw.losses.config import AlignmentConfig, AlignmentLike  # noqa: E402
 from espnet_lw.losses.distill import fit_time as _fit_time  # noqa: E402
 from espnet_lw.models.blocks import BlocksSpec, check_init_state, reference_init_state, select_blocks  # noqa: E402
-from espnet_lw.models.linear_ctc import ctc_only_kwargs  # noqa: E402
+from espnet_lw.models.linear_ctc import ctc_only_kwargs, own_stats  # noqa: E402
 from espnet_lw.models.loading import load_reference  # noqa: E402
 from espnet_lw.models.targets import check_reference_cache  # noqa: E402
 from espnet_lw.utils.cli import ConfigError, UserError  # noqa: E402
@@ -250,7 +250,7 @@ class EncRLModel(ESPnetASRModel):
                 raise UserError("ctc_weight_in_encrl > 0 needs the transcripts (text) in the batch")
             loss_ctc, _ = self._calc_ctc_loss(enc, enc_lens, text, text_lengths)
             loss = loss + self.ctc_weight_in_encrl * loss_ctc
-            stats["loss_ctc"] = loss_ctc.detach()
-        stats["loss"] = loss.detach()
-        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
+            stats["loss_ctc"] = loss_ctc
+        stats["loss"] = loss
+        loss, stats, weight = force_gatherable((loss, own_stats(stats), batch_size), loss.device)
         return loss, stats, weight

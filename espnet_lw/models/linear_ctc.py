@@ -38,6 +38,18 @@ from espnet_lw.utils.cli import ConfigError, UserError
 TRAINING_ONLY_KEYS = LW_CTC_TRAINING_ONLY_KEYS
 
 
+def own_stats(stats: Dict[str, Optional[torch.Tensor]]) -> Dict[str, Optional[torch.Tensor]]:
+    """``stats`` with every tensor detached into storage of its own.
+
+    ESPnet's trainer divides the returned loss *in place* by ``accum_grad`` (``loss /= accum_grad``)
+    before it logs the stats, so a stat that is ``loss.detach()`` (or the very tensor the loss is, such
+    as ``loss_ctc`` of a CTC-only model) shares the loss's storage and is logged at 1/accum_grad of its
+    value, while the other terms are not: with ``accum_grad: 4`` a KD student's train.log showed
+    ``loss`` = (loss_ctc + loss_kd) / 4. Validation has no division, so model selection never saw it.
+    """
+    return {k: (v.detach().clone() if isinstance(v, torch.Tensor) else v) for k, v in stats.items()}
+
+
 def ctc_only_kwargs(model: str, kwargs: dict, ctc_weight_fix: str) -> dict:
     """``ESPnetASRModel`` keyword arguments of a CTC-only ``model`` (``lw_ctc``, ``lw_encrl``).
 
@@ -96,7 +108,8 @@ class LinearCTCModel(ESPnetASRModel):
                     fix="give the trainer --train_data_path_and_name_and_type <cache>/ref_logp.scp,ref_logp,kaldi_ark "
                         "(written by python -m espnet_lw.bin.dump_reference_targets --what enc,logp)",
                 )
-            return super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+            loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
+            return loss, own_stats(stats), weight
         self._kd_capture = []
         try:
             loss, stats, weight = super().forward(speech, speech_lengths, text, text_lengths, **kwargs)
@@ -127,7 +140,7 @@ class LinearCTCModel(ESPnetASRModel):
         r_logp = fit_time(ref_logp.to(s_logp.device, s_logp.dtype), s_logp.size(1))
         loss_kd = kd_loss(s_logp, r_logp, lens, self.kd.temperature)
         loss = loss + self.kd.weight * loss_kd
-        stats["loss_kd"] = loss_kd.detach()
-        stats["loss"] = loss.detach()
-        loss, stats, weight = force_gatherable((loss, stats, weight), loss.device)
+        stats["loss_kd"] = loss_kd
+        stats["loss"] = loss
+        loss, stats, weight = force_gatherable((loss, own_stats(stats), weight), loss.device)
         return loss, stats, weight
