@@ -159,6 +159,7 @@ def test_loss_name():
     assert bm.loss_name({"clip": {}, "mse": {"weight": 0.0}}) == "clip"
     assert bm.loss_name({"mse": {"target": "encoder"}}) == "mse"
     assert bm.loss_name(None) == "clip+mse"  # the EncRL model's default
+    assert bm.loss_name({"clip": {}, "layers": {}, "mse": {}}) == "clip+mse+layers"
 
 
 def test_ablation_configs_from_shipped_student(tmp_path):

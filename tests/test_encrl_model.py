@@ -131,6 +131,44 @@ def test_cached_targets_equal_on_the_fly(ref):
         model(speech, lens, text, tlens, ref_enc=enc, ref_enc_lengths=enc_lens - 3)
 
 
+def test_intermediate_blocks_term_pairs_each_block_with_its_init_block(ref):
+    """alignment.layers: student block k (but the last) against the reference block it started from
+    (every_other, 4 -> 2 blocks: student 0 <- reference 1); the reference runs even when a cache is given."""
+    from espnet_lw.losses.alignment import layers_loss
+    from espnet_lw.models.blocks import block_outputs
+
+    model = build_student(ref, specaug=False, init_from_reference="every_other",
+                          alignment={"mse": {"target": "encoder"}, "layers": {"weight": 1.0}})
+    assert model.init_blocks == [1, 3] and model.layer_pairs == [(0, 1)]
+    model.eval()
+    speech, lens, text, tlens = batch()
+    loss, stats, _ = model(speech, lens, text, tlens)
+    with torch.no_grad():
+        with block_outputs(model.encoder, [0]) as s_out:
+            enc, enc_lens = model.encode(speech, lens)
+        with block_outputs(model.reference.encoder, [1]) as r_out:
+            r_enc, _ = model.reference.encode(speech, lens)
+    expected = layers_loss([s_out[0]], [r_out[1]], enc_lens)
+    assert stats["loss_layers"].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(stats["loss_mse"].item() + expected.item(), rel=1e-5)
+    assert stats["loss_layers"].item() > 0
+    # a cache would only give the output: it is not read (a perturbed one changes nothing)
+    loss_c, _, _ = model(speech, lens, text, tlens, ref_enc=r_enc + 5.0, ref_enc_lengths=enc_lens)
+    assert loss_c.item() == pytest.approx(loss.item(), rel=1e-6)
+    # the term's gradient reaches the paired student block; no hook is left behind
+    model.train()
+    model.alignment.mse_conf = None  # the layers term alone
+    loss_l, _, _ = model(speech, lens, text, tlens)
+    loss_l.backward()
+    assert model.encoder.encoders[0].feed_forward.w_1.weight.grad.abs().sum() > 0
+    assert model.encoder.encoders[1].feed_forward.w_1.weight.grad is None
+    assert not model.encoder.encoders[0]._forward_hooks and not model.reference.encoder.encoders[1]._forward_hooks
+    with pytest.raises(UserError, match="needs model_conf.init_from_reference"):
+        build_student(ref, alignment={"layers": {}})
+    with pytest.raises(UserError, match="at least 2 blocks"):
+        build_student(ref, num_blocks=1, init_from_reference="last", alignment={"layers": {}})
+
+
 def test_ctc_weight_in_encrl_adds_the_ctc_loss(ref):
     model = build_student(ref, specaug=False, ctc_weight_in_encrl=0.5)
     model.eval()

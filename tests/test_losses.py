@@ -11,6 +11,7 @@ from espnet_lw.losses.alignment import (
     AlignmentLoss,
     LearnableTemperature,
     clip_loss,
+    layers_loss,
     mse_loss,
     utterance_means,
 )
@@ -112,6 +113,28 @@ def test_mse_known_value():
     assert mse_loss(s, r2, torch.tensor([2, 1])).item() == pytest.approx(1.0)
 
 
+def test_layers_loss_known_values_and_invariances():
+    g = torch.Generator().manual_seed(0)
+    r = [torch.randn(2, 3, 4, generator=g), torch.randn(2, 3, 4, generator=g)]
+    lens = torch.tensor([3, 2])
+    # each frame's scale and offset do not count (layer norm without affine), padding does not count
+    scaled = [3.0 * x + 1.5 for x in r]
+    scaled[0][1, 2] = 1e3
+    assert layers_loss(scaled, r, lens).item() == pytest.approx(0.0, abs=1e-6)
+    # known value: one block matches, the other has every normalised frame negated -> 4 per value, mean 2
+    assert layers_loss([r[0], -r[1]], r, lens).item() == pytest.approx(2.0, rel=1e-4)
+    with pytest.raises(ValueError, match="1 student and 2 reference blocks"):
+        layers_loss(r[:1], r, lens)
+    loss = AlignmentLoss({"mse": {}, "layers": {"weight": 0.5}}, 4, 4)
+    assert loss.needs_layers
+    s = torch.randn(2, 3, 4, generator=g)
+    total, stats = loss(s, r[0], lens, student_layers=[-r[1]], reference_layers=[r[1]])
+    assert stats["loss_layers"].item() == pytest.approx(4.0, rel=1e-4)
+    assert total.item() == pytest.approx(mse_loss(s, r[0], lens).item() + 2.0, rel=1e-4)
+    with pytest.raises(ValueError, match="no block outputs"):
+        loss(s, r[0], lens)
+
+
 def test_frame_subsampling_is_deterministic_and_bounded():
     g = torch.Generator().manual_seed(2)
     s = torch.randn(2, 30, 4, generator=g)
@@ -181,7 +204,7 @@ def test_alignment_config_defaults_and_checks():
     allowed = r"\(allowed: \['target', 'weight'\]\)"
     with pytest.raises(ValueError, match=r"alignment.mse: unknown keys \['targt'\] " + allowed):
         AlignmentConfig.from_dict({"mse": {"targt": "encoder"}})
-    with pytest.raises(ValueError, match=r"unknown keys \['kl'\] \(allowed: clip, mse\)"):
+    with pytest.raises(ValueError, match=r"unknown keys \[.kl.\] \(allowed: clip, mse, layers\)"):
         AlignmentConfig.from_dict({"kl": {}})
     for bad, msg in [({"clip": {"level": "batch"}}, "level must be utterance or frame"),
                      ({"clip": {"temperature": 0}}, "temperature must be > 0"),
@@ -193,7 +216,10 @@ def test_alignment_config_defaults_and_checks():
                      ({"mse": {"target": "logits"}}, "target must be one of"),
                      ({"clip": {"weight": 0}, "mse": {"weight": 0.0}}, "every term has weight 0"),
                      ({}, "at least one"),
-                     ({"clip": [1]}, "alignment.clip must be a mapping")]:
+                     ({"clip": [1]}, "alignment.clip must be a mapping"),
+                     ({"layers": {"weight": -1}}, "weight must be >= 0"),
+                     ({"layers": {"blocks": [1]}}, r"alignment.layers: unknown keys \['blocks'\]"),
+                     ({"layers": {"weight": 0}}, "every term has weight 0")]:
         with pytest.raises(ValueError, match=msg):
             AlignmentConfig.from_dict(bad)
     # a term with weight 0 is kept in the config but not in the loss

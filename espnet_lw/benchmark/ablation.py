@@ -20,7 +20,7 @@ from espnet_lw.utils.cli import UserError
 from espnet_lw.utils.io import atomic_write_text, load_yaml
 
 #: alignment terms in the order used in loss names ("clip+mse")
-TERM_ORDER = ("clip", "mse")
+TERM_ORDER = ("clip", "mse", "layers")
 
 
 def ordered_terms(terms) -> list:

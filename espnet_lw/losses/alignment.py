@@ -24,12 +24,12 @@ A term is active when its key is present and its weight is > 0 (keys and default
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-from espnet_lw.losses.config import AlignmentConfig, AlignmentLike, ClipConfig, MseConfig
+from espnet_lw.losses.config import AlignmentConfig, AlignmentLike, ClipConfig, LayersConfig, MseConfig
 
 
 def length_mask(lens: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -188,8 +188,22 @@ def mse_loss(student: torch.Tensor, reference: torch.Tensor, lens: torch.Tensor)
     return sq.sum() / denom.clamp(min=1)
 
 
+def layers_loss(student: List[torch.Tensor], reference: List[torch.Tensor], lens: torch.Tensor) -> torch.Tensor:
+    """Mean over block pairs of the MSE between layer-normalised (no affine) hidden sequences, valid
+    frames only: each frame's scale and offset do not count, only its direction and shape."""
+    if not student or len(student) != len(reference):
+        raise ValueError(f"layers_loss: {len(student)} student and {len(reference)} reference blocks")
+    total = student[0].new_zeros(())
+    for s, r in zip(student, reference):
+        s = F.layer_norm(s, s.shape[-1:])
+        r = F.layer_norm(r.to(s.dtype), r.shape[-1:])
+        total = total + mse_loss(s, r, lens)
+    return total / len(student)
+
+
 class AlignmentLoss(torch.nn.Module):
-    """Weighted sum of a CLIP term and an MSE term, configured by an :class:`AlignmentConfig`.
+    """Weighted sum of a CLIP term, an MSE term and an intermediate-block term, configured by an
+    :class:`AlignmentConfig`.
 
     The configuration (or the YAML mapping it is read from: see :mod:`espnet_lw.losses.config` for
     the keys and their defaults) says which terms are active. CLIP gets Linear heads
@@ -198,8 +212,9 @@ class AlignmentLoss(torch.nn.Module):
     reference's through a student->reference Linear when the widths differ.
 
     Call it with the encoder outputs (and, for the ``ctc_logp`` target, the two heads'
-    log-posteriors); it returns ``(total, stats)`` with ``loss_clip``, ``temperature``,
-    ``loss_mse`` (``loss_mse_enc`` / ``loss_mse_logp`` per target). (Not ``clip``: ESPnet's
+    log-posteriors, and for ``layers`` the paired blocks' outputs); it returns ``(total, stats)`` with
+    ``loss_clip``, ``temperature``, ``loss_mse`` (``loss_mse_enc`` / ``loss_mse_logp`` per target),
+    ``loss_layers``. (Not ``clip``: ESPnet's
     trainer reports its gradient-clipping threshold under that name.)
     """
 
@@ -209,6 +224,7 @@ class AlignmentLoss(torch.nn.Module):
         #: the active terms (None: not configured or weight 0)
         self.clip_conf: Optional[ClipConfig] = self.config.active_clip
         self.mse_conf: Optional[MseConfig] = self.config.active_mse
+        self.layers_conf: Optional[LayersConfig] = self.config.active_layers
         self.temperature: Optional[LearnableTemperature] = None
         self.proj_student: Optional[torch.nn.Module] = None
         self.proj_reference: Optional[torch.nn.Module] = None
@@ -234,6 +250,11 @@ class AlignmentLoss(torch.nn.Module):
         return self.mse_conf is not None and self.mse_conf.uses_logp
 
     @property
+    def needs_layers(self) -> bool:
+        """True when the intermediate-block term is active (the caller pairs the blocks)."""
+        return self.layers_conf is not None
+
+    @property
     def needs_encoder(self) -> bool:
         """True when a term compares encoder outputs."""
         return self.clip_conf is not None or (self.mse_conf is not None and self.mse_conf.uses_encoder)
@@ -256,6 +277,8 @@ class AlignmentLoss(torch.nn.Module):
         lens: torch.Tensor,
         student_logp: Optional[torch.Tensor] = None,
         reference_logp: Optional[torch.Tensor] = None,
+        student_layers: Optional[List[torch.Tensor]] = None,
+        reference_layers: Optional[List[torch.Tensor]] = None,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         total = student.new_zeros(())
         stats: Dict[str, torch.Tensor] = {}
@@ -291,4 +314,10 @@ class AlignmentLoss(torch.nn.Module):
                 m = m + m_logp
             total = total + float(self.mse_conf.weight) * m
             stats["loss_mse"] = m.detach()
+        if self.layers_conf is not None:
+            if not student_layers or not reference_layers:
+                raise ValueError("alignment.layers is active but no block outputs were given")
+            lay = layers_loss(student_layers, reference_layers, lens)
+            total = total + float(self.layers_conf.weight) * lay
+            stats["loss_layers"] = lay.detach()
         return total, stats

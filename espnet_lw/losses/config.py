@@ -8,6 +8,7 @@ student config) is read into an :class:`AlignmentConfig`::
              max_scale: 100, normalize: false, projection: false, proj_dim: null, max_frames: 4096,
              exclude_neighbours: 0}
       mse:  {weight: 1.0, target: encoder}     # encoder | ctc_logp | both
+      layers: {weight: 1.0}                    # intermediate blocks too (needs init_from_reference)
 
 Every key of a term is optional; the defaults are the dataclass fields below (this is their only
 home). A term is active when its key is present (not null) and its weight is > 0; at least one term
@@ -69,8 +70,27 @@ def _count(value: Any, where: str) -> Optional[int]:
     return int(value)
 
 
+class _Term:
+    """What the alignment terms share: reading from a YAML mapping (unknown keys named) and
+    ``active`` (weight > 0). Subclasses are frozen dataclasses with a ``weight`` field."""
+
+    _NAMES = {"ClipConfig": "clip", "MseConfig": "mse", "LayersConfig": "layers"}
+
+    @classmethod
+    def from_dict(cls, conf: Optional[Mapping]):
+        conf = dict(conf or {})
+        _check_keys(conf, cls, f"alignment.{cls._NAMES[cls.__name__]}")
+        out = cls(**conf)
+        out.validate()
+        return out
+
+    @property
+    def active(self) -> bool:
+        return float(self.weight) > 0
+
+
 @dataclass(frozen=True)
-class ClipConfig:
+class ClipConfig(_Term):
     """The CLIP (contrastive) term; see :func:`espnet_lw.losses.alignment.clip_loss`.
 
     ``projection``: add Linear heads student->``proj_dim`` and reference->``proj_dim`` (forced on
@@ -91,14 +111,6 @@ class ClipConfig:
     max_frames: Optional[int] = 4096
     exclude_neighbours: int = 0
 
-    @classmethod
-    def from_dict(cls, conf: Optional[Mapping]) -> "ClipConfig":
-        conf = dict(conf or {})
-        _check_keys(conf, cls, "alignment.clip")
-        out = cls(**conf)
-        out.validate()
-        return out
-
     def validate(self) -> None:
         _number(self.weight, "alignment.clip.weight")
         if self.level not in CLIP_LEVELS:
@@ -118,35 +130,19 @@ class ClipConfig:
             raise ConfigError("alignment.clip.exclude_neighbours needs level: frame (utterance-level rows "
                               "have no neighbouring frames)")
 
-    @property
-    def active(self) -> bool:
-        return float(self.weight) > 0
-
 
 @dataclass(frozen=True)
-class MseConfig:
+class MseConfig(_Term):
     """The MSE term: ``target`` ``encoder`` (encoder outputs, through a student->reference Linear
     when the widths differ), ``ctc_logp`` (the two CTC heads' log-posteriors) or ``both``."""
 
     weight: float = 1.0
     target: str = "encoder"
 
-    @classmethod
-    def from_dict(cls, conf: Optional[Mapping]) -> "MseConfig":
-        conf = dict(conf or {})
-        _check_keys(conf, cls, "alignment.mse")
-        out = cls(**conf)
-        out.validate()
-        return out
-
     def validate(self) -> None:
         _number(self.weight, "alignment.mse.weight")
         if self.target not in MSE_TARGETS:
             raise ConfigError(f"alignment.mse.target must be one of {MSE_TARGETS}, got {self.target!r}")
-
-    @property
-    def active(self) -> bool:
-        return float(self.weight) > 0
 
     @property
     def uses_encoder(self) -> bool:
@@ -157,15 +153,31 @@ class MseConfig:
         return self.target in ("ctc_logp", "both")
 
 
+@dataclass(frozen=True)
+class LayersConfig(_Term):
+    """The intermediate-block term: each student block but the last is pulled towards the output of
+    the reference block it was initialised from (``init_from_reference``), both layer-normalised
+    (no affine: scale and offset of a frame do not count), MSE over the valid frames, averaged over
+    the blocks. The reference runs on the fly for it (a target cache holds the outputs only)."""
+
+    weight: float = 1.0
+
+    def validate(self) -> None:
+        _number(self.weight, "alignment.layers.weight")
+
+
 AlignmentLike = Union["AlignmentConfig", Mapping, None]
+#: the terms of the alignment loss, in the order of AlignmentConfig's fields
+TERMS = ("clip", "mse", "layers")
 
 
 @dataclass(frozen=True)
 class AlignmentConfig:
-    """The two terms of the alignment loss (``None``: the term is not configured)."""
+    """The terms of the alignment loss (``None``: the term is not configured)."""
 
     clip: Optional[ClipConfig] = None
     mse: Optional[MseConfig] = None
+    layers: Optional[LayersConfig] = None
 
     @classmethod
     def default(cls) -> "AlignmentConfig":
@@ -176,31 +188,31 @@ class AlignmentConfig:
     def from_dict(cls, conf: Optional[Mapping]) -> "AlignmentConfig":
         """Read and check a YAML mapping (``ValueError`` on an unknown key or a bad value)."""
         if conf is not None and not isinstance(conf, Mapping):
-            raise ConfigError(f"alignment must be a mapping with the keys clip and/or mse, got {conf!r}")
+            raise ConfigError(f"alignment must be a mapping with the keys {', '.join(TERMS)}, got {conf!r}")
         conf = dict(conf or {})
-        _check_keys(conf, cls, "alignment", "clip, mse")
+        _check_keys(conf, cls, "alignment", ", ".join(TERMS))
         if not conf:
-            raise ConfigError("alignment: give at least one of 'clip' and 'mse'")
-        for name in ("clip", "mse"):
+            raise ConfigError(f"alignment: give at least one of {', '.join(repr(t) for t in TERMS)}")
+        for name in TERMS:
             if conf.get(name) is not None and not isinstance(conf[name], Mapping):
                 raise ConfigError(f"alignment.{name} must be a mapping, got {conf[name]!r}")
-        out = cls(
-            clip=ClipConfig.from_dict(conf["clip"]) if conf.get("clip") is not None else None,
-            mse=MseConfig.from_dict(conf["mse"]) if conf.get("mse") is not None else None,
-        )
-        if out.active_clip is None and out.active_mse is None:
-            raise ConfigError("alignment: every term has weight 0")
+        readers = {"clip": ClipConfig, "mse": MseConfig, "layers": LayersConfig}
+        out = cls(**{name: readers[name].from_dict(conf[name]) for name in TERMS if conf.get(name) is not None})
+        out._check_some_term()
         return out
+
+    def _check_some_term(self) -> None:
+        if self.active_clip is None and self.active_mse is None and self.active_layers is None:
+            raise ConfigError("alignment: every term has weight 0")
 
     @classmethod
     def coerce(cls, conf: AlignmentLike) -> "AlignmentConfig":
         """An :class:`AlignmentConfig` as is (checked again), or one read from a mapping."""
         if isinstance(conf, cls):
-            for term in (conf.clip, conf.mse):
+            for term in (conf.clip, conf.mse, conf.layers):
                 if term is not None:
                     term.validate()
-            if conf.active_clip is None and conf.active_mse is None:
-                raise ConfigError("alignment: every term has weight 0")
+            conf._check_some_term()
             return conf
         return cls.from_dict(conf)
 
@@ -214,9 +226,14 @@ class AlignmentConfig:
         """The MSE term when it counts (configured, weight > 0)."""
         return self.mse if self.mse is not None and self.mse.active else None
 
+    @property
+    def active_layers(self) -> Optional[LayersConfig]:
+        """The intermediate-block term when it counts (configured, weight > 0)."""
+        return self.layers if self.layers is not None and self.layers.active else None
+
     def to_dict(self) -> dict:
         """The configured terms with every key written out."""
-        return {name: asdict(term) for name, term in (("clip", self.clip), ("mse", self.mse)) if term is not None}
+        return {name: asdict(getattr(self, name)) for name in TERMS if getattr(self, name) is not None}
 
 
 #: the linear-CTC model's model_conf keys that only shape training (the KD term): packing, export and

@@ -11,8 +11,9 @@ reference blocks :func:`select_blocks` picks, renumbered ``0..k-1``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterator, List, Sequence, Tuple, Union
 
 from espnet_lw.utils.cli import UserError
 from espnet_lw.utils.io import load_yaml
@@ -70,6 +71,29 @@ def select_blocks(spec: Union[str, Sequence[int]], num_reference: int, num_stude
     if bad:
         raise UserError(f"block indices {bad} out of range 0..{num_reference - 1}")
     return spec
+
+
+@contextmanager
+def block_outputs(encoder, indices: Sequence[int]) -> Iterator[Dict[int, "torch.Tensor"]]:
+    """While the block is open, the hidden sequence ``(B, T, D)`` each of ``encoder.encoders[i]``
+    (``i`` in ``indices``) outputs in a forward pass, by index (ESPnet's Conformer blocks return
+    ``((x, pos_emb), mask)`` or ``(x, mask)``: ``x`` is kept). The hooks are gone afterwards."""
+    out: Dict[int, "torch.Tensor"] = {}
+    handles = []
+
+    def keep(i):
+        def hook(_module, _inputs, output):
+            x = output[0] if isinstance(output, tuple) else output
+            out[i] = x[0] if isinstance(x, tuple) else x
+        return hook
+
+    try:
+        for i in indices:
+            handles.append(encoder.encoders[i].register_forward_hook(keep(i)))
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def num_blocks_in(state: dict, prefix: str = "encoder.encoders.") -> int:

@@ -11,6 +11,7 @@ normalize / encoder / ctc describe the **student** (a stock ``ConformerEncoder``
         alignment:                    # see espnet_lw.losses.config (omitted: clip + mse, their defaults)
             clip: {weight: 1.0, level: utterance, temperature: 0.07}
             mse: {weight: 1.0, target: ctc_logp}                  # encoder (the default) | ctc_logp | both
+            layers: {weight: 1.0}     # intermediate blocks too: needs init_from_reference, runs the reference
         init_from_reference: null     # null | first | last | every_other | [0, 4, 8, ...]
         ctc_weight_in_encrl: 0.0      # > 0 adds the student's CTC loss on the transcripts
         reference_cache: null         # dir(s) written by espnet_lw.bin.dump_reference_targets
@@ -49,7 +50,13 @@ from espnet2.torch_utils.device_funcs import force_gatherable  # noqa: E402
 from espnet_lw.losses.alignment import AlignmentLoss  # noqa: E402
 from espnet_lw.losses.config import AlignmentConfig, AlignmentLike  # noqa: E402
 from espnet_lw.losses.distill import fit_time as _fit_time  # noqa: E402
-from espnet_lw.models.blocks import BlocksSpec, check_init_state, reference_init_state, select_blocks  # noqa: E402
+from espnet_lw.models.blocks import (  # noqa: E402
+    BlocksSpec,
+    block_outputs,
+    check_init_state,
+    reference_init_state,
+    select_blocks,
+)
 from espnet_lw.models.linear_ctc import ctc_only_kwargs, own_stats  # noqa: E402
 from espnet_lw.models.loading import load_reference  # noqa: E402
 from espnet_lw.models.targets import check_reference_cache  # noqa: E402
@@ -119,6 +126,21 @@ class EncRLModel(ESPnetASRModel):
             check_init_state(init, self.state_dict(), self.reference_config)
             self.load_state_dict(init, strict=False)
             logger.info("student initialised from reference blocks %s", self.init_blocks)
+        #: (student block, reference block) pairs of the intermediate-block term: every student block but
+        #: the last (the encoder output is the other terms' business), with the block it started from
+        self.layer_pairs: List[Tuple[int, int]] = []
+        if self.alignment.needs_layers:
+            if self.init_blocks is None:
+                raise UserError("model_conf.alignment.layers pairs each student block with the reference block it "
+                                "starts from: it needs model_conf.init_from_reference",
+                                fix="set init_from_reference (e.g. every_other), or drop alignment.layers")
+            if len(self.init_blocks) < 2:
+                raise UserError("model_conf.alignment.layers needs a student of at least 2 blocks (a 1-block "
+                                "student has no intermediate block)", fix="drop alignment.layers for this student")
+            self.layer_pairs = [(k, m) for k, m in enumerate(self.init_blocks[:-1])]
+            if reference_cache:
+                logger.warning("alignment.layers: the reference runs on the fly for the intermediate blocks; "
+                               "its cached targets are not read")
 
     # -- the frozen reference -----------------------------------------------------------------
     @property
@@ -214,10 +236,15 @@ class EncRLModel(ESPnetASRModel):
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         """EncRL loss of a batch: ``(loss, stats, weight)`` as ESPnet's trainer expects."""
         batch_size = speech.shape[0]
-        enc, enc_lens = self.encode(speech, speech_lengths)
+        pairs = self.layer_pairs
+        with block_outputs(self.encoder, [k for k, _ in pairs]) as s_blocks:
+            enc, enc_lens = self.encode(speech, speech_lengths)
         if isinstance(enc, tuple):
             enc = enc[0]
-        r_enc, r_logp, r_lens = self._reference_targets(speech, speech_lengths, ref_enc, ref_enc_lengths, ref_logp)
+        if pairs:  # the intermediate blocks' targets come from running the reference, not from a cache
+            ref_enc = ref_enc_lengths = ref_logp = None
+        with block_outputs(self.reference.encoder, [m for _, m in pairs]) as r_blocks:
+            r_enc, r_logp, r_lens = self._reference_targets(speech, speech_lengths, ref_enc, ref_enc_lengths, ref_logp)
         t = enc.size(1)
         if ref_enc is None:
             if not torch.equal(enc_lens.cpu(), r_lens.cpu()):
@@ -244,7 +271,9 @@ class EncRLModel(ESPnetASRModel):
         if r_logp is not None:
             r_logp = _fit_time(r_logp, t)
         s_logp = self.ctc.log_softmax(enc) if self.alignment.needs_logp else None
-        loss, stats = self.alignment(enc, r_enc, lens, s_logp, r_logp)
+        loss, stats = self.alignment(enc, r_enc, lens, s_logp, r_logp,
+                                     student_layers=[s_blocks[k] for k, _ in pairs] or None,
+                                     reference_layers=[r_blocks[m] for _, m in pairs] or None)
         if self.ctc_weight_in_encrl > 0:
             if text is None or text_lengths is None:
                 raise UserError("ctc_weight_in_encrl > 0 needs the transcripts (text) in the batch")

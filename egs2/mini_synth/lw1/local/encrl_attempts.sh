@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 10, item 4: the documented EncRL attempts (conf/student_r67_{ftkd,encrl3,nbr}.yaml by default),
+# Issue 10, item 4: the documented EncRL attempts (conf/student_r67_{ftkd,encrl3,nbr,layers}.yaml by default),
 # each trained as an EncRL student (stage 11) and decoded and scored on dev only (stages 12-13): tuning
 # never reads test. Needs the reference of ./run.sh (and its reference-target cache, which is reused).
 # Prints a dev WER table with the seed's control / kd / shipped EncRL students beside the attempts when
@@ -10,7 +10,7 @@ set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 seed=1
-configs="conf/student_r67_ftkd.yaml conf/student_r67_encrl3.yaml conf/student_r67_nbr.yaml"
+configs="conf/student_r67_ftkd.yaml conf/student_r67_encrl3.yaml conf/student_r67_nbr.yaml conf/student_r67_layers.yaml"
 while [ $# -gt 0 ]; do
     case "$1" in
         --seed|--configs)
