@@ -286,6 +286,47 @@ def test_cache_data_hash_refuses_or_rebuilds_changed_data(ref, tmp_path):
     assert data_fingerprint(data)["sha256"] == info["data"]["sha256"]
 
 
+def test_a_copied_recipe_dir_reuses_its_cache_from_its_own_files(ref, tmp_path, monkeypatch):
+    """A recipe dir copied (or moved) elsewhere with its exp/: same data lists -> the cache is kept, its scp
+    files re-pointed at the arks beside them (nothing read from the old place, nothing dumped again);
+    other lists -> moved aside and dumped again, as before."""
+    import shutil
+
+    import kaldiio
+
+    from espnet_lw.models.targets import check_reference_cache
+
+    cfg, pth = ref
+    _tiny_data_dir(tmp_path / "a" / "data")
+    monkeypatch.chdir(tmp_path / "a")
+    _dump(ref, Path("data"), Path("exp/targets"))  # relative paths, as lw.sh passes them
+    before = {k: np.array(v) for k, v in kaldiio.load_scp(str(tmp_path / "a/exp/targets/ref_enc.scp")).items()}
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    shutil.rmtree(tmp_path / "a" / "exp")  # the old cache is gone (the tiny data's wav.scp names its audio there)
+    monkeypatch.chdir(tmp_path / "b")
+    stamp = (tmp_path / "b/exp/targets/split/ref_enc.0.ark").stat().st_mtime_ns
+    _dump(ref, Path("data"), Path("exp/targets"), "--overwrite", "true")
+    assert not list((tmp_path / "b/exp").glob("targets.old.*"))
+    assert (tmp_path / "b/exp/targets/split/ref_enc.0.ark").stat().st_mtime_ns == stamp  # not dumped again
+    info = yaml.safe_load((tmp_path / "b/exp/targets/info.yaml").read_text())
+    assert info["data_dir"] == str((tmp_path / "b/data").resolve())
+    assert info["relocated_from"] == str((tmp_path / "a/data").resolve())
+    for w in ("enc", "logp"):
+        for line in (tmp_path / "b/exp/targets" / f"ref_{w}.scp").read_text().splitlines():
+            assert line.split()[1].startswith(str((tmp_path / "b/exp/targets/split").resolve()) + "/")
+    after = dict(kaldiio.load_scp(str(tmp_path / "b/exp/targets/ref_enc.scp")))
+    assert sorted(after) == sorted(before) and all(np.array_equal(after[k], before[k]) for k in before)
+    check_reference_cache("exp/targets", cfg, pth, ["enc", "logp"])
+    # a copy whose data lists differ is not reused
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    monkeypatch.chdir(tmp_path / "c")
+    (tmp_path / "c/data/text").write_text("".join(f"u{i} b a\n" for i in range(4)))
+    with pytest.raises(UserError, match="another data dir"):
+        _dump(ref, Path("data"), Path("exp/targets"))
+    _dump(ref, Path("data"), Path("exp/targets"), "--overwrite", "true")
+    assert len(list((tmp_path / "c/exp").glob("targets.old.*"))) == 1
+
+
 def test_old_caches_are_refused_or_rebuilt(ref, tmp_path):
     """Caches from before the log-posteriors and the data hash: KD refuses them, the dump remakes them."""
     from espnet_lw.models.targets import check_reference_cache

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from espnet_lw.utils.cli import UserError, setup_logging
-from espnet_lw.utils.io import load_yaml, sha256_of, write_yaml
+from espnet_lw.utils.io import atomic_write_text, load_yaml, sha256_of, write_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -335,12 +335,10 @@ def _check_existing(out: Path, info_file: Path, fingerprint: dict, data_dir: Pat
         for name in ("config", "model"):
             if (old.get("reference") or {}).get(name, {}).get("sha256") != fingerprint[name]["sha256"]:
                 reasons.append(f"another reference {name} ({(old.get('reference') or {}).get(name, {}).get('path')})")
-        if old.get("data_dir") != str(data_dir.resolve()):
-            reasons.append(f"another data dir ({old.get('data_dir')})")
-        else:
-            why = data_changes(old.get("data"), data_dir)
-            if why:
-                reasons.append(why)
+        moved = old.get("data_dir") != str(data_dir.resolve())
+        why = data_changes(old.get("data"), data_dir)
+        if why:
+            reasons.append(f"another data dir ({old.get('data_dir')})" if moved else why)
         old_what = list(old.get("what") or [])
         if old.get("complete") and not set(what) <= set(old_what):
             old_note = ": caches made before the log-posteriors were cached hold enc only" if "logp" in what else ""
@@ -358,6 +356,8 @@ def _check_existing(out: Path, info_file: Path, fingerprint: dict, data_dir: Pat
             logger.warning("moving the old cache %s aside to %s", out, aside)
             shutil.move(str(out), str(aside))
         elif old.get("complete"):
+            if moved or not _arks_inside(out, old.get("what") or []):
+                _relocate(out, info_file, old, data_dir)
             logger.info("%s is complete for this reference and data dir: nothing to do", out)
             return True
         else:
@@ -366,6 +366,49 @@ def _check_existing(out: Path, info_file: Path, fingerprint: dict, data_dir: Pat
         raise UserError("the output dir exists, is not empty and has no info.yaml", str(out),
                         "choose another --output_dir or remove it")
     return False
+
+
+def _ark_in_split(out: Path, value: str) -> Optional[str]:
+    """``value`` (``path.ark:offset`` of an scp line) pointed at the ark of the same name under
+    ``out/split``, absolute; ``None`` when there is no such file."""
+    path, sep, offset = value.rpartition(":")
+    if not sep or not offset.isdigit():
+        return None
+    here = (out / "split" / Path(path).name).resolve()
+    return f"{here}:{offset}" if here.is_file() else None
+
+
+def _arks_inside(out: Path, what: Sequence[str]) -> bool:
+    """True when every line of the cache's ``ref_<what>.scp`` files reads an ark under ``out/split``."""
+    split = (out / "split").resolve()
+    for w in what:
+        for value in read_scp_keys(out / f"ref_{w}.scp").values():
+            if Path(value.rpartition(":")[0]).resolve().parent != split:
+                return False
+    return True
+
+
+def _relocate(out: Path, info_file: Path, info: dict, data_dir: Path) -> None:
+    """A complete cache copied or moved together with its recipe dir (the data lists unchanged):
+    point its scp files at the arks beside them and record the data dir it now belongs to, so that
+    it neither reads the old copy's files nor is dumped again."""
+    what = list(info.get("what") or [])
+    new_lines = {}
+    for w in what:
+        lines = []
+        for key, value in read_scp_keys(out / f"ref_{w}.scp").items():
+            here = _ark_in_split(out, value)
+            if here is None:
+                raise UserError(f"the cache was moved but its ark files are not beside it ({value} of key {key})",
+                                str(out), "pass --overwrite true to dump it again")
+            lines.append(f"{key} {here}\n")
+        new_lines[w] = "".join(lines)
+    for w, text in new_lines.items():
+        atomic_write_text(out / f"ref_{w}.scp", text)
+    logger.info("%s: made for %s, now used from %s (same data lists): its scp files point at %s",
+                out, info.get("data_dir"), data_dir.resolve(), (out / "split").resolve())
+    write_yaml(info_file, {**info, "data_dir": str(data_dir.resolve()),
+                           "relocated_from": info.get("relocated_from") or info.get("data_dir")})
 
 
 def dump_reference_targets(
