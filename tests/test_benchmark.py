@@ -776,7 +776,7 @@ def test_encrl_attempts_script(tmp_path):
     script = tmp_path / "local" / "encrl_attempts.sh"
     shutil.copy(RECIPE / "local" / "encrl_attempts.sh", script)
     (tmp_path / "conf").mkdir()
-    for name in ("student_r67_ftkd.yaml", "student_r67_nbr.yaml"):
+    for name in ("student_r67_ftkd.yaml", "student_r67_nbr.yaml", "student_r50_ftkd.yaml"):
         (tmp_path / "conf" / name).write_text("reduction: 0.667\n")
     # a fake run.sh: records its arguments, writes the dev scores of the student it was asked for
     (tmp_path / "run.sh").write_text("""#!/usr/bin/env bash
@@ -788,23 +788,27 @@ for k in wer cer; do
 done
 """)
     (tmp_path / "run.sh").chmod(0o755)
-    kd = tmp_path / "exp" / "asr_student_r67_kd_seed2" / "decode_x" / "dev" / "score_wer"
-    kd.mkdir(parents=True)
-    (kd / "result.txt").write_text(SCLITE_SUM.format(err=4.5, total=69.8))
+    for tag, total in (("student_r67_kd_seed2", 69.8), ("student_r50_encrl_seed2", 66.0)):
+        kd = tmp_path / "exp" / f"asr_{tag}" / "decode_x" / "dev" / "score_wer"
+        kd.mkdir(parents=True)
+        (kd / "result.txt").write_text(SCLITE_SUM.format(err=4.5, total=total))
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    configs = "conf/student_r67_ftkd.yaml conf/student_r67_nbr.yaml"
+    configs = "conf/student_r67_ftkd.yaml conf/student_r67_nbr.yaml conf/student_r50_ftkd.yaml"
     out = subprocess.run(["bash", str(script), "--seed", "2", "--configs", configs, "--", "--nj", "1"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     calls = (tmp_path / "calls.txt").read_text().splitlines()
-    assert calls == [f"--stage 11 --stop_stage 13 --test_sets dev --student_config conf/student_r67_{n}.yaml "
+    assert calls[:2] == [f"--stage 11 --stop_stage 13 --test_sets dev --student_config conf/student_r67_{n}.yaml "
                      f"--student_mode encrl --student_seed 2 --student_tag student_r67_{n}_encrl_seed2 --nj 1"
                      for n in ("ftkd", "nbr")]
+    assert calls[2].split()[7] == "conf/student_r50_ftkd.yaml" and len(calls) == 3
     table = out.stdout.splitlines()
     assert table[0].split() == ["system", "dev", "WER", "dev", "CER"]
     assert table[1].split()[:2] == ["student_r67_kd_seed2", "69.8"] and table[1].split()[2] == "nan"
     assert table[2].split() == ["student_r67_ftkd_encrl_seed2", "28.5", "28.5"]
-    assert table[3].split()[0] == "student_r67_nbr_encrl_seed2" and len(table) == 4
+    assert table[3].split()[0] == "student_r67_nbr_encrl_seed2"
+    # each attempt beside its own ratio's baselines
+    assert [t.split()[0] for t in table[4:]] == ["student_r50_encrl_seed2", "student_r50_ftkd_encrl_seed2"]
     for bad, msg in ((["--seed", "x"], "--seed must be a whole number"),
                      (["--configs", "conf/nope.yaml"], "conf/nope.yaml: no such student config"),
                      (["--frobnicate"], "unexpected argument")):

@@ -2,8 +2,8 @@
 # Issue 10, item 4: the documented EncRL attempts (conf/student_r67_{ftkd,encrl3,nbr,layers}.yaml by default),
 # each trained as an EncRL student (stage 11) and decoded and scored on dev only (stages 12-13): tuning
 # never reads test. Needs the reference of ./run.sh (and its reference-target cache, which is reused).
-# Prints a dev WER table with the seed's control / kd / shipped EncRL students beside the attempts when
-# they exist (local/benchmark.sh trains them). Re-running resumes (finished stages are skipped).
+# Prints a dev WER table with the seed's control / kd / shipped EncRL students of each attempt's ratio beside
+# the attempts when they exist (local/benchmark.sh trains them). Re-running resumes (finished stages are skipped).
 # Run from the recipe dir:
 #   local/encrl_attempts.sh [--seed 1] [--configs "conf/student_r67_ftkd.yaml ..."] [-- <run.sh options>]
 set -euo pipefail
@@ -33,13 +33,18 @@ done
 
 # the table: the attempts and, when trained, the seed's baselines and shipped EncRL student at 66.7 %
 python3 - "${seed}" "${tags[@]}" <<'EOF'
+import re
 import sys
 from pathlib import Path
 
 from espnet_lw.scoring import parse_result
 
 seed, tags = sys.argv[1], sys.argv[2:]
-rows = [f"student_r67_{m}_seed{seed}" for m in ("control", "kd", "encrl")] + tags
+rows = []
+for ratio in dict.fromkeys(m.group(1) for m in (re.match(r"student_r(\d+)_", t) for t in tags) if m):
+    rows += [f"student_r{ratio}_{m}_seed{seed}" for m in ("control", "kd", "encrl")]  # that ratio's baselines
+    rows += [t for t in tags if t.startswith(f"student_r{ratio}_")]
+rows += [t for t in tags if t not in rows]
 print(f"{'system':40s} {'dev WER':>8s} {'dev CER':>8s}")
 for tag in rows:
     res = sorted(Path("exp").glob(f"asr_{tag}/decode_*/dev/score_wer/result.txt"))
