@@ -166,9 +166,9 @@ def test_ablation_configs_from_shipped_student(tmp_path):
     shipped = REPO / "conf" / "student_r67.yaml"
     orig = yaml.safe_load(shipped.read_text())
     paths = bm.write_ablation_configs(shipped, tmp_path / "conf", "student_r67")
-    assert set(paths) == {"clip", "mse"}
+    assert set(paths) == {"clip", "mse", "nokd"}  # nokd: see test_ablation_without_the_fine_tunes_kd
     assert paths["mse"].name == "student_r67_encrl_mse.yaml"
-    for term, path in paths.items():
+    for term, path in ((t, paths[t]) for t in ("clip", "mse")):
         conf = yaml.safe_load(path.read_text())
         align = conf["encrl"]["model_conf"]["alignment"]
         assert list(align) == [term]
@@ -185,16 +185,36 @@ def test_ablation_configs_from_shipped_student(tmp_path):
     assert yaml.safe_load(shipped.read_text()) == orig  # the shipped file is untouched
 
 
-def test_ablation_config_is_accepted_by_make_student_configs(tmp_path):
+def test_ablation_config_is_accepted_by_make_student_configs(tmp_path, monkeypatch):
     from espnet_lw.bin.make_student_configs import make_configs
+    from espnet_lw.models import student_config
 
+    monkeypatch.setattr(student_config, "check_reference_cache", lambda *a: None)  # "cache": no real one here
     paths = bm.write_ablation_configs(REPO / "conf" / "student_r67.yaml", tmp_path, "student_r67")
     ref = yaml.safe_load((REPO / "conf" / "reference_mini.yaml").read_text())
     (tmp_path / "ref.yaml").write_text(yaml.safe_dump(ref))
-    out = make_configs(tmp_path / "ref.yaml", tmp_path / "ref.pth", paths["mse"], "encrl", None)
+    out = make_configs(tmp_path / "ref.yaml", tmp_path / "ref.pth", paths["mse"], "encrl", "cache")
     assert list(out["encrl.yaml"]["model_conf"]["alignment"]) == ["mse"]
+    assert out["finetune.yaml"]["model_conf"]["kd"] == {"weight": 1.0, "temperature": 2.0}
+    nokd = make_configs(tmp_path / "ref.yaml", tmp_path / "ref.pth", paths["nokd"], "encrl", None)
+    assert "kd" not in (nokd["finetune.yaml"].get("model_conf") or {}) and nokd["student.json"]["kd"] is None
     ref_blocks = ref["encoder_conf"]["num_blocks"]
     assert out["encrl.yaml"]["encoder_conf"]["num_blocks"] == round(ref_blocks * (1 - 0.667))
+
+
+def test_ablation_without_the_fine_tunes_kd(tmp_path):
+    """A student whose fine-tune has KD (finetune.kd, the shipped ones) also gets the ablation without it:
+    EncRL alone."""
+    src = REPO / "conf" / "student_r67.yaml"
+    orig = yaml.safe_load(src.read_text())
+    paths = bm.write_ablation_configs(src, tmp_path, "student_r67")
+    assert set(paths) == {"clip", "mse", "nokd"} and paths["nokd"].name == "student_r67_encrl_nokd.yaml"
+    nokd = yaml.safe_load(paths["nokd"].read_text())
+    assert "kd" not in nokd["finetune"] and {**nokd["finetune"], "kd": orig["finetune"]["kd"]} == orig["finetune"]
+    assert {k: v for k, v in nokd.items() if k != "finetune"} == {k: v for k, v in orig.items() if k != "finetune"}
+    assert yaml.safe_load(paths["clip"].read_text())["finetune"]["kd"] == orig["finetune"]["kd"]
+    with pytest.raises(UserError, match="no kd term"):
+        bm.derive_without_finetune_kd({"finetune": {"max_epoch": 7}})
 
 
 def test_ablation_needs_the_term():
@@ -327,6 +347,19 @@ def test_discover_systems(fake_tree):
     assert by["student_r67_encrl_seed1"].init == "every_other" and by["student_r67_scratch_seed1"].init == "random"
     names = {s.name for s in systems}
     assert "student_r67_encrl_stage" not in names and not any(".old." in n for n in names)
+
+
+def test_encrl_student_with_kd_in_its_fine_tune_is_labelled(tmp_path):
+    exp = tmp_path / "exp"
+    clip_mse = {"clip": {"weight": 0.1}, "mse": {"weight": 1.0}}
+    kd_conf = {"weight": 1.0, "temperature": 2.0}
+    for name, kd in (("student_r67_encrl_seed1", kd_conf), ("student_r67_encrl_nokd_seed1", None)):
+        make_system(exp / f"asr_{name}", "encrl", 4, ["50 seconds"], 2_000_000, {}, loss=clip_mse,
+                    encrl_secs=["30 seconds"], student={"mode": "encrl", "ratio": 0.667, "seed": 1, "kd": kd,
+                                                        "init": "every_other", "epochs": 2})
+    by = {s.name: s for s in bm.discover_systems(exp)}
+    assert by["student_r67_encrl_seed1"].loss == "clip+mse; fine-tune ctc+kd"
+    assert by["student_r67_encrl_nokd_seed1"].loss == "clip+mse"
 
 
 def test_student_json_wins_over_heuristics(tmp_path):
@@ -675,15 +708,15 @@ def test_run_dry_run_plans_every_system(tmp_path):
     tags = [c.split("--student_tag ")[1].split()[0] for c in cmds[1:]]
     modes = ["scratch", "pruned", "control", "kd", "encrl"]
     assert tags == ([f"student_r50_{m}_seed1" for m in modes] + [f"student_r67_{m}_seed1" for m in modes]
-                    + ["student_r67_encrl_clip_seed1", "student_r67_encrl_mse_seed1"]
+                    + ["student_r67_encrl_clip_seed1", "student_r67_encrl_mse_seed1", "student_r67_encrl_nokd_seed1"]
                     + [f"student_r67_{m}_seed2" for m in modes]
-                    + ["student_r67_encrl_clip_seed2", "student_r67_encrl_mse_seed2"])
+                    + ["student_r67_encrl_clip_seed2", "student_r67_encrl_mse_seed2", "student_r67_encrl_nokd_seed2"])
     for c, tag in zip(cmds[1:], tags):
         seed = tag.rsplit("_seed", 1)[1]
         assert f"--student_seed {seed} --student_tag {tag}" in c
         assert "--student_args '--max_epoch 2'" in c and c.endswith("--nbpe 48")
     assert "--student_config conf/student_r50.yaml --student_mode kd" in cmds[4]
-    assert "--student_config exp/benchmark/conf/student_r67_encrl_mse.yaml --student_mode encrl" in cmds[-1]
+    assert "--student_config exp/benchmark/conf/student_r67_encrl_nokd.yaml --student_mode encrl" in cmds[-1]
     assert (recipe / "exp/benchmark/conf/student_r67_encrl_clip.yaml").is_file()
     assert not (recipe / "exp/benchmark/provenance.json").exists()  # a dry run records nothing
 
@@ -711,9 +744,9 @@ def test_budget_runs_of_the_papers_setting(tmp_path):
                    "--dry_run")
     tags = [c.split("--student_tag ")[1].split()[0] for c in cmds[1:]]
     assert tags == ["student_r67_scratch_seed1", "student_r67_encrl_seed1", "student_r67_encrl_clip_seed1",
-                    "student_r67_encrl_mse_seed1", "student_r67_paper_e3_seed1", "student_r67_paper_e8_seed1",
-                    "student_r67_scratch_seed2", "student_r67_encrl_seed2", "student_r67_encrl_clip_seed2",
-                    "student_r67_encrl_mse_seed2"]
+                    "student_r67_encrl_mse_seed1", "student_r67_encrl_nokd_seed1", "student_r67_paper_e3_seed1",
+                    "student_r67_paper_e8_seed1", "student_r67_scratch_seed2", "student_r67_encrl_seed2",
+                    "student_r67_encrl_clip_seed2", "student_r67_encrl_mse_seed2", "student_r67_encrl_nokd_seed2"]
     paper = yaml.safe_load((REPO / "conf/student_r67_paper.yaml").read_text())
     e8 = yaml.safe_load((recipe / "exp/benchmark/conf/student_r67_paper_e8.yaml").read_text())
     assert e8["encrl"]["max_epoch"] == 8 and {**e8, "encrl": paper["encrl"]} == paper

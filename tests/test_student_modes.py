@@ -358,12 +358,15 @@ def test_old_caches_are_refused_or_rebuilt(ref, tmp_path):
 
 # ------------------------------------------------------------------------------ the modes' configs
 @pytest.mark.parametrize("ratio", ["50", "67", "83"])
-def test_every_mode_of_the_shipped_configs(mini_reference_config, tmp_path, ratio):
+def test_every_mode_of_the_shipped_configs(mini_reference_config, tmp_path, ratio, monkeypatch):
+    from espnet_lw.models import student_config
     from espnet_lw.models.student_config import MODES, make_configs
 
+    monkeypatch.setattr(student_config, "check_reference_cache", lambda *a: None)  # "cache": no real one here
     ref_path, ref = mini_reference_config
     student = REPO / "conf" / f"student_r{ratio}.yaml"
-    files = {m: make_configs(ref_path, tmp_path / "ref.pth", student, m, None) for m in MODES}
+    files = {m: make_configs(ref_path, tmp_path / "ref.pth", student, m, "cache" if m in ("encrl", "kd") else None)
+             for m in MODES}
     enc, ft = files["encrl"]["encrl.yaml"], files["encrl"]["finetune.yaml"]
     total = enc["max_epoch"] + ft["max_epoch"]
     # every mode trains the EncRL student's total epochs
@@ -385,6 +388,8 @@ def test_every_mode_of_the_shipped_configs(mini_reference_config, tmp_path, rati
         assert "encrl.yaml" not in files[mode]
     assert files["kd"]["kd.yaml"]["model_conf"]["kd"] == {"weight": 1.0, "temperature": 2.0}
     assert files["kd"]["student.json"]["kd"] == {"weight": 1.0, "temperature": 2.0}
+    # the shipped EncRL student's fine-tune has the kd baseline's term (finetune.kd)
+    assert ft["model_conf"]["kd"] == files["kd"]["kd.yaml"]["model_conf"]["kd"]
     assert files["control"]["control.yaml"]["model_conf"] == {}
     # pruned: the paper's blocks (the last ones)
     assert files["pruned"]["blocks.txt"] == "last" and files["pruned"]["student.json"]["init"] == "last"

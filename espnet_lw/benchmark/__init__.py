@@ -26,8 +26,8 @@ from __future__ import annotations
 import importlib
 
 _HOMES = {
-    **dict.fromkeys(["TERM_ORDER", "derive_ablation", "derive_encrl_epochs", "loss_name", "write_ablation_configs",
-                     "write_budget_configs"], "ablation"),
+    **dict.fromkeys(["TERM_ORDER", "derive_ablation", "derive_encrl_epochs", "derive_without_finetune_kd",
+                     "loss_name", "write_ablation_configs", "write_budget_configs"], "ablation"),
     **dict.fromkeys(
         [
             "CheckpointKeeper",

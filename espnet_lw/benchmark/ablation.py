@@ -51,7 +51,8 @@ def derive_ablation(student: dict, keep: str) -> dict:
 
 
 def write_ablation_configs(student_config: Path, out_dir: Path, stem: str) -> Dict[str, Path]:
-    """Write ``<out_dir>/<stem>_encrl_<term>.yaml`` for each alignment term; ``{term: path}``."""
+    """Write ``<out_dir>/<stem>_encrl_<term>.yaml`` for each alignment term, and ``<stem>_encrl_nokd.yaml``
+    when the fine-tune has a KD term (``finetune.kd``); ``{term or "nokd": path}``."""
     if not student_config.is_file():
         raise UserError("no such student config", str(student_config), "see conf/student_r*.yaml")
     student = load_yaml(student_config, "student config", allow_empty=True)
@@ -66,7 +67,22 @@ def write_ablation_configs(student_config: Path, out_dir: Path, stem: str) -> Di
                   "alignment term (loss ablation)\n")
         atomic_write_text(path, header + yaml.safe_dump(derive_ablation(student, term), sort_keys=False))
         paths[term] = path
+    if (student.get("finetune") or {}).get("kd"):
+        path = out_dir / f"{stem}_encrl_nokd.yaml"
+        header = (f"# written by espnet_lw.bin.benchmark: {student_config} without the KD term of its fine-tune "
+                  "(ablation: EncRL alone)\n")
+        atomic_write_text(path, header + yaml.safe_dump(derive_without_finetune_kd(student), sort_keys=False))
+        paths["nokd"] = path
     return paths
+
+
+def derive_without_finetune_kd(student: dict) -> dict:
+    """A copy of a student config whose fine-tune has no KD term (``finetune.kd`` dropped)."""
+    conf = copy.deepcopy(student)
+    if not (conf.get("finetune") or {}).get("kd"):
+        raise UserError("the student config's fine-tune has no kd term to leave out")
+    del conf["finetune"]["kd"]
+    return conf
 
 
 def derive_encrl_epochs(student: dict, epochs: int) -> dict:

@@ -203,6 +203,9 @@ def discover_systems(expdir: Path, ref_exp: Optional[Path] = None) -> List[Syste
             enc_conf = load_yaml(enc_cfg if enc_cfg.is_file() else exp / "conf" / "encrl.yaml", "EncRL config",
                                  allow_empty=True)
             s.loss = loss_name((enc_conf.get("model_conf") or {}).get("alignment"))
+            ft_kd = (student or {}).get("kd") or ((conf.get("model_conf") or {}).get("kd"))
+            if isinstance(ft_kd, dict) and ft_kd:  # finetune.kd: the fine-tune adds the KD term
+                s.loss += "; fine-tune ctc+kd"
             s.extra["reference_config"] = (enc_conf.get("model_conf") or {}).get("reference_config")
         if kind == "kd":
             kd = (student or {}).get("kd") or ((conf.get("model_conf") or {}).get("kd"))

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Issue 10, item 4: the documented EncRL attempts (conf/student_r67_{ftkd,encrl3,nbr,layers}.yaml by default),
+# Issue 10, item 4: the documented EncRL attempts (conf/student_r67_{encrl3,nbr,layers}.yaml by default),
 # each trained as an EncRL student (stage 11) and decoded and scored on dev only (stages 12-13): tuning
 # never reads test. Needs the reference of ./run.sh (and its reference-target cache, which is reused).
 # Prints a dev WER table with the seed's control / kd / shipped EncRL students of each attempt's ratio beside
 # the attempts when they exist (local/benchmark.sh trains them). Re-running resumes (finished stages are skipped).
 # Run from the recipe dir:
-#   local/encrl_attempts.sh [--seed 1] [--configs "conf/student_r67_ftkd.yaml ..."] [-- <run.sh options>]
+#   local/encrl_attempts.sh [--seed 1] [--configs "conf/student_r67_nbr.yaml ..."] [-- <run.sh options>]
 set -euo pipefail
 case "${1:-}" in -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 seed=1
-configs="conf/student_r67_ftkd.yaml conf/student_r67_encrl3.yaml conf/student_r67_nbr.yaml conf/student_r67_layers.yaml"
+configs="conf/student_r67_encrl3.yaml conf/student_r67_nbr.yaml conf/student_r67_layers.yaml"
 while [ $# -gt 0 ]; do
     case "$1" in
         --seed|--configs)
