@@ -83,6 +83,9 @@ def test_prepare_joins_clips_repeats_the_list_and_shortens_the_student(tmp_path)
     shipped = yaml.safe_load((RECIPE / "conf" / "student_r67.yaml").read_text())
     assert (conf["encrl"]["max_epoch"], conf["finetune"]["max_epoch"], conf["kd"]["max_epoch"]) == (1, 2, 3)
     assert conf["encrl"]["model_conf"] == shipped["encrl"]["model_conf"] and conf["reduction"] == shipped["reduction"]
+    nokd = yaml.safe_load((out / "conf_gpu" / "student_r67_nokd.yaml").read_text())
+    assert "kd" not in nokd["finetune"] and nokd["kd"] == conf["kd"]  # the kd baseline's section stays
+    assert {**nokd["finetune"], "kd": conf["finetune"]["kd"]} == conf["finetune"]
     # nothing already made is overwritten; a recipe that has not run is named
     again = _prepare("--src", str(src), "--out", str(out), cwd=src)
     assert again.returncode != 0 and "exists" in again.stderr

@@ -4,7 +4,7 @@
 #   reference   conf/reference_paper.yaml (12 blocks, ~21 M parameters), --max_epoch 2
 #   encrl       conf_gpu/student_r67.yaml: the reference-target cache, EncRL 1 + fine-tune 2 epochs
 #   kd          the KD baseline from the same cache, 3 epochs
-#   encrl_otf   EncRL with the reference computed on the fly (--ref_cache false)
+#   encrl_otf   EncRL with the reference computed on the fly (--ref_cache false; no KD in its fine-tune)
 # each decoded on dev on the GPU (stage 12) and scored (13). Then a table: per training, epoch seconds and
 # seconds of training audio per second (from train.log), and the stage times (exp/stage_times.tsv).
 #   local/gpu_check.sh [--steps "reference encrl kd encrl_otf"] [--ref_epochs 2] [--step_timeout 300]
@@ -46,8 +46,8 @@ for s in ${steps}; do
         reference) run_step reference --stage 11 --stop_stage 13 ;;
         encrl) run_step encrl --stage 11 --stop_stage 13 "${student[@]}" --student_mode encrl ;;
         kd) run_step kd --stage 11 --stop_stage 13 "${student[@]}" --student_mode kd ;;
-        encrl_otf) run_step encrl_otf --stage 11 --stop_stage 13 "${student[@]}" --student_mode encrl \
-                       --ref_cache false --student_tag student_r67_encrl_otf ;;
+        encrl_otf) run_step encrl_otf --stage 11 --stop_stage 13 --student_config conf_gpu/student_r67_nokd.yaml \
+                       --student_mode encrl --ref_cache false --student_tag student_r67_encrl_otf ;;
         *) echo "ERROR: unknown step ${s} (reference encrl kd encrl_otf)" >&2; exit 1 ;;
     esac
 done

@@ -12,7 +12,8 @@ checkout, so DIR must sit inside the checkout to travel with it), and:
   times under distinct ids (rN-...), so an epoch is long enough to time while little audio travels;
 * dump/raw/dev: the first ``--dev_utts`` dev clips, copied;
 * data/train, data/dev (the same lists) and data/token_list (copied);
-* conf_gpu/student_r67.yaml: conf/student_r67.yaml with EncRL 1 + fine-tune 2 epochs, baselines 3.
+* conf_gpu/student_r67.yaml: conf/student_r67.yaml with EncRL 1 + fine-tune 2 epochs, baselines 3, and
+  conf_gpu/student_r67_nokd.yaml: the same without KD in the fine-tune (for EncRL on the fly).
 
 Then, on the GPU machine: ``cd DIR && local/gpu_check.sh`` (its --help says what it runs).
 Nothing here needs a GPU or torch.
@@ -124,6 +125,11 @@ def prepare(src: Path, out: Path, repeat: int, clips: int, max_mb: float, dev_ut
     (out / "conf_gpu" / "student_r67.yaml").write_text(
         "# GPU check copy of conf/student_r67.yaml (local/gpu_check_prepare.py): EncRL 1 + fine-tune 2 epochs, "
         "baselines 3\n" + conf, encoding="utf-8")
+    # the same without KD in the fine-tune: EncRL with the reference on the fly needs no target cache
+    nokd = "\n".join(line for line in conf.splitlines() if not line.startswith("    kd: {")) + "\n"
+    (out / "conf_gpu" / "student_r67_nokd.yaml").write_text(
+        "# GPU check copy of conf/student_r67.yaml without finetune.kd (local/gpu_check_prepare.py): EncRL 1 + "
+        "fine-tune 2 epochs, baselines 3\n" + nokd, encoding="utf-8")
     seconds = sum(r[4] for r in rows) / 16000
     return {"long_utts": len(longs), "flac_mb": round(size / 1e6, 1), "train_rows": len(rows),
             "train_hours": round(seconds / 3600, 2), "mean_seconds": round(seconds / len(rows), 1),
