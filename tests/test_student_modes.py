@@ -317,6 +317,15 @@ def test_a_copied_recipe_dir_reuses_its_cache_from_its_own_files(ref, tmp_path, 
     after = dict(kaldiio.load_scp(str(tmp_path / "b/exp/targets/ref_enc.scp")))
     assert sorted(after) == sorted(before) and all(np.array_equal(after[k], before[k]) for k in before)
     check_reference_cache("exp/targets", cfg, pth, ["enc", "logp"])
+    # a partial copy (its arks missing) is refused, or dumped again with --overwrite true
+    shutil.copytree(tmp_path / "b", tmp_path / "d")
+    shutil.rmtree(tmp_path / "d/exp/targets/split")
+    monkeypatch.chdir(tmp_path / "d")
+    with pytest.raises(UserError, match="not beside it"):
+        _dump(ref, Path("data"), Path("exp/targets"))
+    _dump(ref, Path("data"), Path("exp/targets"), "--overwrite", "true")
+    assert len(list((tmp_path / "d/exp").glob("targets.old.*"))) == 1
+    check_reference_cache("exp/targets", cfg, pth, ["enc", "logp"])
     # a copy whose data lists differ is not reused
     shutil.copytree(tmp_path / "b", tmp_path / "c")
     monkeypatch.chdir(tmp_path / "c")

@@ -345,6 +345,11 @@ def _check_existing(out: Path, info_file: Path, fingerprint: dict, data_dir: Pat
             reasons.append(f"other targets ({old_what}; wanted {what}{old_note})")
         elif not old.get("complete") and old_what != what:
             reasons.append(f"other targets ({old_what}, unfinished; wanted {what})")
+        relocated = None  # a complete cache whose scp files point elsewhere (a copied / moved recipe dir)
+        if not reasons and old.get("complete") and (moved or not _arks_inside(out, old_what)):
+            relocated = _relocated_scps(out, old_what)
+            if relocated is None:
+                reasons.append("its scp files point at ark files that are not beside it (a partial copy?)")
         if reasons and not overwrite:
             raise UserError(
                 "this cache does not fit: " + "; ".join(reasons),
@@ -356,8 +361,8 @@ def _check_existing(out: Path, info_file: Path, fingerprint: dict, data_dir: Pat
             logger.warning("moving the old cache %s aside to %s", out, aside)
             shutil.move(str(out), str(aside))
         elif old.get("complete"):
-            if moved or not _arks_inside(out, old.get("what") or []):
-                _relocate(out, info_file, old, data_dir)
+            if relocated is not None:
+                _relocate(out, info_file, old, data_dir, relocated)
             logger.info("%s is complete for this reference and data dir: nothing to do", out)
             return True
         else:
@@ -388,22 +393,26 @@ def _arks_inside(out: Path, what: Sequence[str]) -> bool:
     return True
 
 
-def _relocate(out: Path, info_file: Path, info: dict, data_dir: Path) -> None:
-    """A complete cache copied or moved together with its recipe dir (the data lists unchanged):
-    point its scp files at the arks beside them and record the data dir it now belongs to, so that
-    it neither reads the old copy's files nor is dumped again."""
-    what = list(info.get("what") or [])
-    new_lines = {}
+def _relocated_scps(out: Path, what: Sequence[str]) -> Optional[Dict[str, str]]:
+    """The text of each ``ref_<what>.scp`` pointed at the arks under ``out/split``; ``None`` when one of
+    them is not there."""
+    texts = {}
     for w in what:
         lines = []
         for key, value in read_scp_keys(out / f"ref_{w}.scp").items():
             here = _ark_in_split(out, value)
             if here is None:
-                raise UserError(f"the cache was moved but its ark files are not beside it ({value} of key {key})",
-                                str(out), "pass --overwrite true to dump it again")
+                return None
             lines.append(f"{key} {here}\n")
-        new_lines[w] = "".join(lines)
-    for w, text in new_lines.items():
+        texts[w] = "".join(lines)
+    return texts
+
+
+def _relocate(out: Path, info_file: Path, info: dict, data_dir: Path, scps: Dict[str, str]) -> None:
+    """A complete cache copied or moved together with its recipe dir (the data lists unchanged): write
+    its scp files pointed at the arks beside them (``scps``, from :func:`_relocated_scps`) and record the
+    data dir it now belongs to, so that it neither reads the old copy's files nor is dumped again."""
+    for w, text in scps.items():
         atomic_write_text(out / f"ref_{w}.scp", text)
     logger.info("%s: made for %s, now used from %s (same data lists): its scp files point at %s",
                 out, info.get("data_dir"), data_dir.resolve(), (out / "split").resolve())
