@@ -29,32 +29,19 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
+from espnet_lw.data.kaldi_dir import read_kv, utt2spk_to_spk2utt, write_kv
+
 HERE = Path(__file__).resolve().parent.parent  # the recipe dir this script belongs to
 
 
-def read_map(path: Path) -> "OrderedDict[str, str]":
-    out: "OrderedDict[str, str]" = OrderedDict()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, _, value = line.partition(" ")
-        out[key] = value
-    return out
-
-
 def write_set(d: Path, rows: list) -> None:
-    """rows: (utt, spk, wav path relative to the recipe dir, text, samples), written sorted."""
+    """rows: (utt, spk, wav path relative to the recipe dir, text, samples) -> a formatted data dir."""
     d.mkdir(parents=True, exist_ok=True)
-    rows = sorted(rows)
-    files = {n: (d / n).open("w", encoding="utf-8") for n in ("wav.scp", "text", "utt2spk", "utt2num_samples")}
-    spk2utt: "OrderedDict[str, list]" = OrderedDict()
-    for utt, spk, wav, text, samples in rows:
-        files["wav.scp"].write(f"{utt} {wav}\n")
-        files["text"].write(f"{utt} {text}\n")
-        files["utt2spk"].write(f"{utt} {spk}\n")
-        files["utt2num_samples"].write(f"{utt} {samples}\n")
-        spk2utt.setdefault(spk, []).append(utt)
-    for f in files.values():
-        f.close()
-    (d / "spk2utt").write_text("".join(f"{s} {' '.join(u)}\n" for s, u in sorted(spk2utt.items())), encoding="utf-8")
+    utt2spk = {utt: spk for utt, spk, _, _, _ in rows}
+    for name, col in (("wav.scp", 2), ("text", 3), ("utt2num_samples", 4)):
+        write_kv(d / name, {r[0]: r[col] for r in rows})
+    write_kv(d / "utt2spk", utt2spk)
+    write_kv(d / "spk2utt", utt2spk_to_spk2utt(utt2spk))
     (d / "feats_type").write_text("raw\n", encoding="utf-8")
     (d / "audio_format").write_text("flac\n", encoding="utf-8")
 
@@ -81,9 +68,9 @@ def prepare(src: Path, out: Path, repeat: int, clips: int, max_mb: float, dev_ut
     os.symlink(os.path.relpath(repo / "conf", out), out / "conf")
     shutil.copytree(src / "data" / "token_list", out / "data" / "token_list")
 
-    wav = read_map(src / "dump/raw/train/wav.scp")
-    text = read_map(src / "dump/raw/train/text")
-    spk_of = read_map(src / "dump/raw/train/utt2spk")
+    wav = read_kv(src / "dump/raw/train/wav.scp")
+    text = read_kv(src / "dump/raw/train/text")
+    spk_of = read_kv(src / "dump/raw/train/utt2spk")
     by_spk: "OrderedDict[str, list]" = OrderedDict()
     for utt in wav:
         by_spk.setdefault(spk_of[utt], []).append(utt)
@@ -105,9 +92,9 @@ def prepare(src: Path, out: Path, repeat: int, clips: int, max_mb: float, dev_ut
     rows = [(f"r{k}-{u}", f"r{k}-{s}", w, t, n) for k in range(repeat) for u, s, w, t, n in longs]
     write_set(out / "dump/raw/train", rows)
 
-    dwav = read_map(src / "dump/raw/dev/wav.scp")
-    dtext = read_map(src / "dump/raw/dev/text")
-    dspk = read_map(src / "dump/raw/dev/utt2spk")
+    dwav = read_kv(src / "dump/raw/dev/wav.scp")
+    dtext = read_kv(src / "dump/raw/dev/text")
+    dspk = read_kv(src / "dump/raw/dev/utt2spk")
     (out / "dump/raw/dev/data").mkdir(parents=True)
     drows = []
     for utt in list(dwav)[:dev_utts]:
