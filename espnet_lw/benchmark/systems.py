@@ -198,17 +198,17 @@ def discover_systems(expdir: Path, ref_exp: Optional[Path] = None) -> List[Syste
         name = exp.name[len("asr_"):]
         s = SystemDir(name=name, kind=kind, exp=exp, conf=conf, identity="student.json" if student else "heuristics")
         enc_conf = None
+        # the KD term of the (final) CTC training: the kd baseline's, or an EncRL student's finetune.kd
+        kd = (student or {}).get("kd") or ((conf.get("model_conf") or {}).get("kd"))
         if kind == "encrl":
             enc_cfg = exp / "encrl" / "config.yaml"
             enc_conf = load_yaml(enc_cfg if enc_cfg.is_file() else exp / "conf" / "encrl.yaml", "EncRL config",
                                  allow_empty=True)
             s.loss = loss_name((enc_conf.get("model_conf") or {}).get("alignment"))
-            ft_kd = (student or {}).get("kd") or ((conf.get("model_conf") or {}).get("kd"))
-            if isinstance(ft_kd, dict) and ft_kd:  # finetune.kd: the fine-tune adds the KD term
+            if isinstance(kd, dict) and kd:
                 s.loss += "; fine-tune ctc+kd"
             s.extra["reference_config"] = (enc_conf.get("model_conf") or {}).get("reference_config")
         if kind == "kd":
-            kd = (student or {}).get("kd") or ((conf.get("model_conf") or {}).get("kd"))
             if isinstance(kd, dict) and kd:
                 s.loss = "ctc+kd(" + ", ".join(f"{k}={v}" for k, v in sorted(kd.items())) + ")"
         if kind != "reference":
