@@ -73,6 +73,9 @@ def test_every_shipped_student_config_makes_its_encrl_student(mini_reference_con
     assert (ft.get("model_conf") or {}).get("kd") == kd and checked == ([("cache", ["logp"])] if kd else [])
     assert clip.get("exclude_neighbours") == (3 if "nbr" in name else None)
     assert encrl["model_conf"]["alignment"].get("layers") == ({"weight": 1.0} if "layers" in name else None)
+    # the intermediate-block term runs the reference on the fly: its EncRL step is not handed the cache
+    # (lw.sh gives the data loader the cached outputs only when encrl.yaml names it)
+    assert encrl["model_conf"].get("reference_cache") == (None if "layers" in name else "cache")
     if name.startswith("student_r67_"):
         r67 = make_configs(ref_path, tmp_path / "ref.pth", REPO / "conf" / "student_r67.yaml", "encrl", "cache")
         assert encrl["max_epoch"] == (3 if "encrl3" in name else r67["encrl.yaml"]["max_epoch"]) or "paper" in name

@@ -61,6 +61,9 @@ def test_shipped_encrl_student_end_to_end(recipe):
     assert enc_conf["model"] == "lw_encrl" and enc_conf["encoder_conf"]["num_blocks"] == 1
     assert enc_conf["model_conf"]["alignment"] == shipped["alignment"]
     assert enc_conf["model_conf"]["init_from_reference"] == "every_other"
+    # EncRL reads the reference's outputs from the cache (lw.sh hands it to the loader as encrl.yaml says)
+    assert Path(enc_conf["model_conf"]["reference_cache"]).parts[-3:] == (ref.name, "targets", "train")
+    assert any(",ref_enc," in ",".join(map(str, p)) for p in enc_conf["train_data_path_and_name_and_type"])
     log = (exp / "encrl" / "train.log").read_text()
     assert "loss_clip=" in log and "loss_mse=" in log and "1epoch results" in log
     # EncRL checkpoints hold the student only: one block, no reference weights

@@ -282,6 +282,17 @@ def _derived_section(base: dict, sections: Mapping[str, Section], mode: str) -> 
     return Section(own.name, overrides, dict(own.model_conf), own.blocks, own.kd)
 
 
+def _aligns_layers(alignment: Any, student: Path) -> bool:
+    """Whether ``encrl.model_conf.alignment`` has an active intermediate-block term (``layers``)."""
+    if not alignment:
+        return False
+    try:
+        return AlignmentConfig.coerce(alignment).active_layers is not None
+    except ConfigError as e:
+        raise UserError(f"encrl.model_conf.{e.what}", str(student),
+                        "see espnet_lw/losses/config.py for the keys and values") from e
+
+
 def make_configs(ref_config: Path, ref_model: Path, student: Path, mode: str,
                  reference_cache: Optional[str], seed: Optional[int] = None) -> Dict[str, Union[dict, str]]:
     """The files of ``mode``: name -> training config (``*.yaml``), text (``blocks.txt`` /
@@ -314,7 +325,12 @@ def make_configs(ref_config: Path, ref_model: Path, student: Path, mode: str,
         mconf = dict(sections["encrl"].model_conf)
         mconf["reference_config"] = str(ref_config)
         mconf["reference_model"] = str(ref_model)
-        if reference_cache:
+        if reference_cache and _aligns_layers(mconf.get("alignment"), student):
+            # the intermediate-block term runs the reference on the fly: its cached outputs would be read
+            # and discarded every batch (lw.sh hands the cache to the data loader only when this key is set)
+            logger.info("%s: encrl.model_conf.alignment.layers runs the reference on the fly, so the EncRL "
+                        "step does not read the cached reference outputs", student)
+        elif reference_cache:
             mconf["reference_cache"] = reference_cache
         out["encrl.yaml"] = section_config(base, sections["encrl"], "lw_encrl", mconf)
         ft_kd = sections["finetune"].kd

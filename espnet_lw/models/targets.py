@@ -37,7 +37,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from espnet_lw.utils.cli import UserError, setup_logging
 from espnet_lw.utils.io import atomic_write_text, load_yaml, sha256_of, write_yaml
@@ -159,13 +159,17 @@ def read_two_columns(path: Path) -> Dict[str, str]:
     return out
 
 
+def _ark_and_offset(value: str) -> Optional[Tuple[str, str]]:
+    """``(ark_path, offset)`` of an scp value ``ark_path:offset``; ``None`` for any other value."""
+    path, sep, offset = value.rpartition(":")
+    return (path, offset) if sep and offset.isdigit() else None
+
+
 def absolute_ark_path(value: str) -> str:
     """``ark_path:offset`` with the path made absolute: the cache is read by students trained from
     other directories (``--ref_exp`` from another recipe), and ESPnet opens scp paths from its cwd."""
-    path, sep, offset = value.rpartition(":")
-    if not sep or not offset.isdigit():
-        return value
-    return f"{Path(path).resolve()}:{offset}"
+    parsed = _ark_and_offset(value)
+    return value if parsed is None else f"{Path(parsed[0]).resolve()}:{parsed[1]}"
 
 
 def read_scp_keys(path: Path) -> Dict[str, str]:
@@ -346,10 +350,12 @@ def _check_existing(out: Path, info_file: Path, fingerprint: dict, data_dir: Pat
         elif not old.get("complete") and old_what != what:
             reasons.append(f"other targets ({old_what}, unfinished; wanted {what})")
         relocated = None  # a complete cache whose scp files point elsewhere (a copied / moved recipe dir)
-        if not reasons and old.get("complete") and (moved or not _arks_inside(out, old_what)):
-            relocated = _relocated_scps(out, old_what)
-            if relocated is None:
+        if not reasons and old.get("complete"):
+            scps, elsewhere = _scps_beside(out, old_what)
+            if scps is None:
                 reasons.append("its scp files point at ark files that are not beside it (a partial copy?)")
+            elif moved or elsewhere:
+                relocated = scps
         if reasons and not overwrite:
             raise UserError(
                 "this cache does not fit: " + "; ".join(reasons),
@@ -373,44 +379,34 @@ def _check_existing(out: Path, info_file: Path, fingerprint: dict, data_dir: Pat
     return False
 
 
-def _ark_in_split(out: Path, value: str) -> Optional[str]:
-    """``value`` (``path.ark:offset`` of an scp line) pointed at the ark of the same name under
-    ``out/split``, absolute; ``None`` when there is no such file."""
-    path, sep, offset = value.rpartition(":")
-    if not sep or not offset.isdigit():
-        return None
-    here = (out / "split" / Path(path).name).resolve()
-    return f"{here}:{offset}" if here.is_file() else None
-
-
-def _arks_inside(out: Path, what: Sequence[str]) -> bool:
-    """True when every line of the cache's ``ref_<what>.scp`` files reads an ark under ``out/split``."""
+def _scps_beside(out: Path, what: Sequence[str]) -> Tuple[Optional[Dict[str, str]], bool]:
+    """Each ``ref_<what>.scp`` of the cache read once: its text pointed at the arks of the same names under
+    ``out/split`` (``None`` when one of them is not there: a partial copy), and whether any line pointed
+    elsewhere (a recipe dir copied or moved with its cache)."""
     split = (out / "split").resolve()
-    for w in what:
-        for value in read_scp_keys(out / f"ref_{w}.scp").values():
-            if Path(value.rpartition(":")[0]).resolve().parent != split:
-                return False
-    return True
-
-
-def _relocated_scps(out: Path, what: Sequence[str]) -> Optional[Dict[str, str]]:
-    """The text of each ``ref_<what>.scp`` pointed at the arks under ``out/split``; ``None`` when one of
-    them is not there."""
-    texts = {}
+    beside: Dict[str, Optional[Path]] = {}  # ark path of the scp -> the ark of its name under out/split
+    texts: Dict[str, str] = {}
+    elsewhere = False
     for w in what:
         lines = []
         for key, value in read_scp_keys(out / f"ref_{w}.scp").items():
-            here = _ark_in_split(out, value)
-            if here is None:
-                return None
-            lines.append(f"{key} {here}\n")
+            parsed = _ark_and_offset(value)
+            if parsed is None:
+                return None, True
+            if parsed[0] not in beside:
+                here = split / Path(parsed[0]).name
+                beside[parsed[0]] = here if here.is_file() else None
+                elsewhere = elsewhere or Path(parsed[0]).resolve() != here
+            if beside[parsed[0]] is None:
+                return None, True
+            lines.append(f"{key} {beside[parsed[0]]}:{parsed[1]}\n")
         texts[w] = "".join(lines)
-    return texts
+    return texts, elsewhere
 
 
 def _relocate(out: Path, info_file: Path, info: dict, data_dir: Path, scps: Dict[str, str]) -> None:
     """A complete cache copied or moved together with its recipe dir (the data lists unchanged): write
-    its scp files pointed at the arks beside them (``scps``, from :func:`_relocated_scps`) and record the
+    its scp files pointed at the arks beside them (``scps``, from :func:`_scps_beside`) and record the
     data dir it now belongs to, so that it neither reads the old copy's files nor is dumped again."""
     for w, text in scps.items():
         atomic_write_text(out / f"ref_{w}.scp", text)

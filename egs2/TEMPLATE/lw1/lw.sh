@@ -767,11 +767,15 @@ dump_targets_step() {  # 11b (EncRL, KD): the reference's targets of the trainin
     finish done
 }
 
+conf_true() {  # conf_true FILE EXPR: whether the Python expression EXPR over c (FILE's YAML/JSON) is true
+    [ "$(${python} -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); print(bool(eval(sys.argv[2])))' \
+        "$1" "$2")" = True ]
+}
+
 train_student_step() {  # 11c-d: the student ${student_exp} of the reference, as --student_mode says
     local conf_dir="${student_exp}/conf" cache_args=() train_cache_args=() seed_args=() init
     if [ "${student_mode}" = encrl ] && [ "${ref_cache}" = true ]; then
         cache_args=(--reference_cache "${ref_targets}")
-        train_cache_args=(--train_data_path_and_name_and_type "${ref_targets}/ref_enc.scp,ref_enc,kaldi_ark")
     elif [ "${student_mode}" = kd ]; then  # KD reads the reference's CTC log-posteriors from the same cache
         cache_args=(--reference_cache "${ref_targets}")
         train_cache_args=(--train_data_path_and_name_and_type "${ref_targets}/ref_logp.scp,ref_logp,kaldi_ark")
@@ -791,8 +795,12 @@ train_student_step() {  # 11c-d: the student ${student_exp} of the reference, as
             # 11c: EncRL, then 11d: linear-CTC fine-tuning initialised from it
             # (finetune.kd in the student config: the fine-tune reads the reference's posteriors too)
             local ft_cache_args=()
-            if [ "$(${python} -c 'import json, sys; print(json.load(open(sys.argv[1]))["kd"] is not None)' \
-                    "${conf_dir}/student.json")" = True ]; then
+            # the EncRL step reads the cached encoder outputs when its config names the cache (not with
+            # alignment.layers: that term runs the reference on the fly)
+            if conf_true "${conf_dir}/encrl.yaml" 'c["model_conf"].get("reference_cache")'; then
+                train_cache_args=(--train_data_path_and_name_and_type "${ref_targets}/ref_enc.scp,ref_enc,kaldi_ark")
+            fi
+            if conf_true "${conf_dir}/student.json" 'c["kd"] is not None'; then
                 ft_cache_args=(--train_data_path_and_name_and_type "${ref_targets}/ref_logp.scp,ref_logp,kaldi_ark")
             fi
             train_model "${student_exp}/encrl" "${conf_dir}/encrl.yaml" "${train_cache_args[@]}" ${student_args}
