@@ -468,6 +468,8 @@ def test_report_markdown_plot_and_logs(fake_tree):
     bars = next(x for x in text.splitlines() if x.startswith("|0.667|"))
     assert bars.startswith("|0.667|20.0|20.0 (`student_r67_pruned`)|**not met**|-|+73.3 % (bar >= 20 %: met)|")
     assert "bars 3x / 1.5x; wall 0.67x / " in bars and "**not met**" in bars
+    # the reference's 5.0 against scratch's 75.0: the most a student that only matches its reference can get
+    assert "|+73.3 % (bar >= 20 %: met)|+93.3 %|bars 3x" in bars
     assert not any(x.startswith("|0.833|") for x in text.splitlines())
     assert "```sh\nlocal/benchmark.sh\n```" in text and "WARNING" not in text
     assert "commit `c0ffee` (clean tree; 1 invocation(s)), on CPU X (2 logical cores):" in text

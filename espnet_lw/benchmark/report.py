@@ -295,10 +295,12 @@ def _met(ok: Optional[bool]) -> str:
     return "?" if ok is None else ("met" if ok else "**not met**")
 
 
-def bar_rows(key: str, comp: dict, boot_set: Optional[str]) -> Optional[List[str]]:
+def bar_rows(key: str, comp: dict, boot_set: Optional[str], ref_wer: Optional[float] = None) -> Optional[List[str]]:
     """One row of the bars table for the comparison of ratio ``key`` (``None`` without a main EncRL
     system): EncRL's ``boot_set`` WER, the best baseline's, the bootstrap against the control, the
-    relative improvement over scratch and the speed-ups, each with its bar and whether it is met."""
+    relative improvement over scratch and the speed-ups, each with its bar and whether it is met, and
+    the improvement over scratch of a student exactly as good as the reference (``ref_wer``): a bar above
+    it asks the student to beat its own reference."""
     rows = {r["name"]: r for r in comp["systems"]}
     enc = rows.get(comp.get("main_encrl") or "")
     if enc is None or not boot_set:
@@ -330,25 +332,29 @@ def bar_rows(key: str, comp: dict, boot_set: Optional[str]) -> Optional[List[str
             ok = None if a is None or b is None else (a >= sp[0] and b >= sp[1])
             cells.append(f"{label} {_fmt_x(a)} / {_fmt_x(b)}: {_met(ok)}")
         speed_txt = f"bars {sp[0]:g}x / {sp[1]:g}x; " + "; ".join(cells)
+    ceiling = None if ref_wer is None or scratch is None else 100.0 * (mean(scratch) - ref_wer) / mean(scratch)
     return [key, _fmt_wer(e),
             "-" if best is None else f"{_fmt_wer(mean(best))} (`{best['name']}`)",
             _met(beats), _fmt_boot(boot) + ("" if boot_ok is None else f" ({_met(boot_ok)})"),
-            rel_txt, speed_txt]
+            rel_txt, "-" if ceiling is None else f"{ceiling:+.1f} %", speed_txt]
 
 
 def bar_lines(bench: dict, boot_set: Optional[str]) -> List[str]:
     """The section's summary against issue 10's done-when: per ratio, whether the main EncRL student beats
     every baseline on ``boot_set``, beats the control with a bootstrap interval that excludes 0, improves on
     scratch by the bar, and (at 66.7 %) reaches the dev target the bars' times faster."""
+    refs = [(r.get("wer") or {}).get(boot_set) for r in bench.get("systems") or [] if r["kind"] == "reference"]
+    ref_wer = next((w.get("mean") if isinstance(w, dict) else w for w in refs if w is not None), None)
     rows = []
     for key, comp in (bench.get("comparison") or {}).items():
-        row = bar_rows(key, comp, boot_set)
+        row = bar_rows(key, comp, boot_set, ref_wer)
         if row:
             rows.append(row)
     if not rows:
         return []
     head = ["ratio", f"EncRL {boot_set} WER", "best baseline", "beats every baseline",
-            "Δ control vs EncRL [95 % CI]", "vs scratch (relative)", "speed-up to the dev target: vs scratch / vs "
+            "Δ control vs EncRL [95 % CI]", "vs scratch (relative)",
+            "a student as good as the reference vs scratch", "speed-up to the dev target: vs scratch / vs "
             "fastest baseline"]
     return ["", "### Against the bars (issue 10)", "", "|" + "|".join(head) + "|", "|" + "---|" * len(head)] + [
         "|" + "|".join(r) + "|" for r in rows]
