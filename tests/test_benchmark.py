@@ -500,6 +500,23 @@ def test_report_markdown_plot_and_logs(fake_tree):
     assert "WARNING: no provenance recorded" in again  # written without the checks: said so
 
 
+def test_report_names_later_invocations_with_other_arguments(fake_tree):
+    """A budget run added to a finished matrix (same expdir, same commit, another command) is printed under
+    the first command; resuming with the same command is not."""
+    clean_record(fake_tree / "exp")
+    path = fake_tree / "exp" / "benchmark" / "provenance.json"
+    record = json.loads(path.read_text())
+    budget = "local/benchmark.sh --budget_epochs '3 8 16'"
+    record["runs"] += [dict(record["runs"][0]), dict(record["runs"][0], command=budget)]
+    path.write_text(json.dumps(record))
+    bm.write_report(fake_tree, fake_tree / "exp", ["dev", "test"], ["dev"], None, env={},
+                    provenance=bm.check_report(fake_tree, fake_tree / "exp", "report", False, state=CLEAN))
+    text = (fake_tree / "RESULTS.md").read_text()
+    assert "(clean tree; 3 invocation(s))" in text
+    assert "```sh\nlocal/benchmark.sh\n```\n\nThen, in the same expdir at the same commit" in text
+    assert f"```sh\n{budget}\n```" in text and text.count("local/benchmark.sh") == 2
+
+
 def test_report_keeps_keys_other_tools_own(fake_tree):
     """The device benchmark adds ``device`` to benchmark.json: regenerating the report keeps it (and drops
     the keys of the report's earlier versions)."""

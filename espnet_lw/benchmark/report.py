@@ -360,6 +360,17 @@ def bar_lines(bench: dict, boot_set: Optional[str]) -> List[str]:
         "|" + "|".join(r) + "|" for r in rows]
 
 
+def later_commands(prov: Optional[dict], first: Optional[str]) -> List[str]:
+    """The commands of the run's later invocations that differ from ``first`` (e.g. ``--budget_epochs``
+    added after the main matrix), each once, in order: resuming with the same command adds nothing here."""
+    out: List[str] = []
+    for run in (prov or {}).get("runs") or []:
+        cmd = run.get("command")
+        if cmd and cmd != first and cmd not in out:
+            out.append(cmd)
+    return out
+
+
 def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[str]) -> str:
     """The RESULTS.md section between the benchmark markers."""
     prov = bench.get("provenance")
@@ -374,6 +385,10 @@ def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[s
                      f"{len(prov.get('runs') or [])} invocation(s)), on {m.get('cpu', '?')}"
                      f"{'' if not m.get('gpu') or m.get('gpu') == 'none detected' else ', GPU ' + m['gpu']}:")
     lines += ["", "```sh", bench.get("command") or "(command not recorded)", "```", ""]
+    later = later_commands(prov, bench.get("command"))
+    if later:
+        lines += ["Then, in the same expdir at the same commit (adding systems; the ones above were reused, "
+                  "not retrained):", "", "```sh", *later, "```", ""]
     lines.append(
         f"Written by `python -m espnet_lw.bin.benchmark report` (numbers in `benchmark.json`, the logs behind them "
         f"in `logs/benchmark/`). WER: sclite, CTC greedy, final model (`valid.loss.ave.pth`), each test set decoded "
