@@ -767,9 +767,12 @@ dump_targets_step() {  # 11b (EncRL, KD): the reference's targets of the trainin
     finish done
 }
 
-conf_true() {  # conf_true FILE EXPR: whether the Python expression EXPR over c (FILE's YAML/JSON) is true
-    [ "$(${python} -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])); print(bool(eval(sys.argv[2])))' \
-        "$1" "$2")" = True ]
+conf_set() {  # conf_set FILE KEY[.KEY...]: whether FILE (YAML/JSON) sets KEY (present, not null, false or empty)
+    ${python} -c 'import sys, yaml
+c = yaml.safe_load(open(sys.argv[1], encoding="utf-8"))
+for key in sys.argv[2].split("."):
+    c = c.get(key) if isinstance(c, dict) else None
+sys.exit(0 if c else 1)' "$1" "$2"
 }
 
 train_student_step() {  # 11c-d: the student ${student_exp} of the reference, as --student_mode says
@@ -797,10 +800,10 @@ train_student_step() {  # 11c-d: the student ${student_exp} of the reference, as
             local ft_cache_args=()
             # the EncRL step reads the cached encoder outputs when its config names the cache (not with
             # alignment.layers: that term runs the reference on the fly)
-            if conf_true "${conf_dir}/encrl.yaml" 'c["model_conf"].get("reference_cache")'; then
+            if conf_set "${conf_dir}/encrl.yaml" model_conf.reference_cache; then
                 train_cache_args=(--train_data_path_and_name_and_type "${ref_targets}/ref_enc.scp,ref_enc,kaldi_ark")
             fi
-            if conf_true "${conf_dir}/student.json" 'c["kd"] is not None'; then
+            if conf_set "${conf_dir}/student.json" kd; then
                 ft_cache_args=(--train_data_path_and_name_and_type "${ref_targets}/ref_logp.scp,ref_logp,kaldi_ark")
             fi
             train_model "${student_exp}/encrl" "${conf_dir}/encrl.yaml" "${train_cache_args[@]}" ${student_args}
