@@ -500,6 +500,21 @@ def test_report_markdown_plot_and_logs(fake_tree):
     assert "WARNING: no provenance recorded" in again  # written without the checks: said so
 
 
+def test_report_before_the_epoch_decoding_has_no_target_and_says_nothing_was_missed(fake_tree):
+    """A partial report (students trained, no per-epoch dev WERs yet): no target, so no row is 'not reached'
+    and no fastest baseline is named (not "`None`")."""
+    shutil.rmtree(fake_tree / "exp" / "benchmark" / "epochs")
+    clean_record(fake_tree / "exp")
+    bm.write_report(fake_tree, fake_tree / "exp", ["dev", "test"], ["dev"], "local/benchmark.sh", env={},
+                    provenance=bm.check_report(fake_tree, fake_tree / "exp", "report", False, state=CLEAN))
+    text = (fake_tree / "RESULTS.md").read_text()
+    assert "### Ratio 0.667: dev target not available" in text
+    rows = [x for x in text.splitlines() if x.startswith("|student_r67_")]
+    assert len(rows) == 5 and not any("not reached" in x or "None" in x for x in rows)
+    main = next(x for x in rows if x.startswith("|student_r67_encrl [clip+mse]|"))
+    assert main.endswith("|(reference point)|-|-|- / -|- / -|")
+
+
 def test_report_names_later_invocations_with_other_arguments(fake_tree):
     """A budget run added to a finished matrix (same expdir, same commit, another command) is printed under
     the first command; resuming with the same command is not."""

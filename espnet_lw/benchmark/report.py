@@ -371,6 +371,18 @@ def later_commands(prov: Optional[dict], first: Optional[str]) -> List[str]:
     return out
 
 
+def _fmt_fastest(fast: Optional[dict]) -> str:
+    """A row's speed-up against the fastest baseline: ``wall / updates (`baseline`)``, both baselines named
+    where they differ; ``-`` for a baseline row, no name where no baseline reaches the target."""
+    if not fast:
+        return "-"
+    text = f"{_fmt_x(fast['wall_seconds']['speedup'])} / {_fmt_x(fast['updates']['speedup'])}"
+    wall_b, upd_b = fast["wall_seconds"]["baseline"], fast["updates"]["baseline"]
+    if wall_b is None and upd_b is None:
+        return text
+    return text + f" (`{wall_b}`" + ("" if upd_b == wall_b else f" / `{upd_b}`") + ")"
+
+
 def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[str]) -> str:
     """The RESULTS.md section between the benchmark markers."""
     prov = bench.get("provenance")
@@ -419,17 +431,14 @@ def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[s
             boot = "(reference point)"
             if row["role"] != "main":
                 boot = _fmt_boot(((row.get("bootstrap_vs_encrl") or {}).get(boot_set)) if boot_set else None)
-            if c["reached"]:
+            if t["wer"] is None:
+                wall = "-"  # no target yet (no per-epoch WERs of scratch): nothing to reach
+            elif c["reached"]:
                 wall = f"{human_duration(c['wall_seconds'])} (ep. {c['epoch']}/{c['epochs_total']})"
             else:
                 wall = "not reached"
             vs_s = row["speedup_vs_scratch"]
-            fast = row.get("speedup_vs_fastest_baseline")
-            fast_txt = "-" if not fast else (f"{_fmt_x(fast['wall_seconds']['speedup'])} / "
-                                             f"{_fmt_x(fast['updates']['speedup'])} "
-                                             f"(`{fast['wall_seconds']['baseline']}`"
-                                             + ("" if fast["updates"]["baseline"] == fast["wall_seconds"]["baseline"]
-                                                else f" / `{fast['updates']['baseline']}`") + ")")
+            fast_txt = _fmt_fastest(row.get("speedup_vs_fastest_baseline"))
             cells = [name, row["kind"], row["init"] or "-", params, epochs]
             cells += [_fmt_stats(row["wer"].get(d)) for d in test_sets]
             cells += [boot, wall, _fmt_updates(c["updates"]),
