@@ -515,6 +515,17 @@ def test_report_before_the_epoch_decoding_has_no_target_and_says_nothing_was_mis
     assert main.endswith("|(reference point)|-|-|- / -|- / -|")
 
 
+def test_report_names_code_from_another_checkout(fake_tree):
+    """The report's numbers come from the espnet_lw that runs: another commit than the recipe's is a warning."""
+    clean_record(fake_tree / "exp")
+    prov = bm.check_report(fake_tree, fake_tree / "exp", "report", False, state=CLEAN,
+                           code_state={"commit": "beef", "clean": True, "dirty": []})
+    assert not prov["clean"] and any("code that wrote it is at commit beef" in w for w in prov["warnings"])
+    same = bm.check_report(fake_tree, fake_tree / "exp", "report", False, state=CLEAN,
+                           code_state={"commit": CLEAN["commit"], "clean": True, "dirty": []})
+    assert same["clean"] and same["warnings"] == []
+
+
 def test_report_names_later_invocations_with_other_arguments(fake_tree):
     """A budget run added to a finished matrix (same expdir, same commit, another command) is printed under
     the first command; resuming with the same command is not."""

@@ -194,8 +194,13 @@ def test_clean_tree_is_recorded(repo):
     # resuming at the same commit is fine and appends a run
     rec = provenance.check_run(repo, exp, "local/benchmark.sh", allow_dirty=False)
     assert len(rec["runs"]) == 2 and rec["clean"]
-    prov = provenance.check_report(repo, exp, "report", allow_dirty=False)
+    # the report's code from this checkout too (the tests' espnet_lw lives in another one: see below)
+    prov = provenance.check_report(repo, exp, "report", allow_dirty=False, code_state=provenance.git_state(repo))
     assert prov["clean"] and prov["warnings"] == [] and prov["command"] == "local/benchmark.sh"
+    # read from the running package: this repo's espnet_lw is another checkout, which the report names
+    prov = provenance.check_report(repo, exp, "report", allow_dirty=False)
+    here = provenance.git_state(Path(provenance.__file__).parent)["commit"]
+    assert here is None or any(f"code that wrote it is at commit {here}" in w for w in prov["warnings"])
 
 
 def test_dirty_tree_is_refused_unless_allowed(repo):

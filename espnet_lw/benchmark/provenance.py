@@ -151,15 +151,22 @@ def check_run(recipe: Path, expdir: Path, command: Optional[str], allow_dirty: b
 
 
 def check_report(recipe: Path, expdir: Path, command: Optional[str], allow_dirty: bool,
-                 state: Optional[dict] = None) -> dict:
+                 state: Optional[dict] = None, code_state: Optional[dict] = None) -> dict:
     """The ``provenance`` of benchmark.json: the run record and the report's own checkout.
 
     Refuses a dirty tree at report time unless ``allow_dirty``; warnings of either are collected in
-    ``warnings`` (empty: one clean commit throughout).
+    ``warnings`` (empty: one clean commit throughout). ``code_state``: the git state of the checkout the
+    running ``espnet_lw`` comes from (read when ``state`` is not given), which computes the numbers; a
+    commit other than the recipe's (the package of another checkout on the path) is a warning.
     """
-    state = state if state is not None else git_state(recipe, RECIPE_OUTPUTS)
+    if state is None:
+        state = git_state(recipe, RECIPE_OUTPUTS)
+        code_state = code_state or git_state(Path(__file__).resolve().parent)
     record = load_record(expdir)
     warnings: List[str] = []
+    if code_state and code_state["commit"] and code_state["commit"] != state["commit"]:
+        warnings.append(f"report: the espnet_lw code that wrote it is at commit {code_state['commit']}, "
+                        f"the recipe's checkout at {state['commit']}")
     if not state["clean"]:
         if not allow_dirty:
             raise UserError("refusing to write the report: " + _dirty_reason(state), fix=ALLOW_FIX)
