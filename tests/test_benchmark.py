@@ -515,6 +515,22 @@ def test_report_before_the_epoch_decoding_has_no_target_and_says_nothing_was_mis
     assert main.endswith("|(reference point)|-|-|- / -|- / -|")
 
 
+def test_fastest_baseline_cell_names_each_measure_without_none():
+    """The speed-up against the fastest baseline names one baseline, two where the measures differ, and
+    '-' for a measure no baseline reached (never "`None`")."""
+    from espnet_lw.benchmark.report import _fmt_fastest
+
+    def fast(wall_b, upd_b, wall_x=2.0, upd_x=3.0):
+        return {"wall_seconds": {"speedup": wall_x, "baseline": wall_b},
+                "updates": {"speedup": upd_x, "baseline": upd_b}}
+
+    assert _fmt_fastest(None) == "-"
+    assert _fmt_fastest(fast(None, None, None, None)) == "- / -"
+    assert _fmt_fastest(fast("kd", "kd")) == "2.00x / 3.00x (`kd`)"
+    assert _fmt_fastest(fast("kd", "control")) == "2.00x / 3.00x (`kd` / `control`)"
+    assert _fmt_fastest(fast(None, "kd", None)) == "- / 3.00x (- / `kd`)"
+
+
 def test_report_names_code_from_another_checkout(fake_tree):
     """The report's numbers come from the espnet_lw that runs: another commit than the recipe's is a warning."""
     clean_record(fake_tree / "exp")

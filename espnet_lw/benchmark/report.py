@@ -373,14 +373,18 @@ def later_commands(prov: Optional[dict], first: Optional[str]) -> List[str]:
 
 def _fmt_fastest(fast: Optional[dict]) -> str:
     """A row's speed-up against the fastest baseline: ``wall / updates (`baseline`)``, both baselines named
-    where they differ; ``-`` for a baseline row, no name where no baseline reaches the target."""
+    where they differ (``-`` for a measure no baseline reaches the target in); ``-`` for a baseline row, no
+    name where no baseline reaches the target."""
     if not fast:
         return "-"
     text = f"{_fmt_x(fast['wall_seconds']['speedup'])} / {_fmt_x(fast['updates']['speedup'])}"
     wall_b, upd_b = fast["wall_seconds"]["baseline"], fast["updates"]["baseline"]
     if wall_b is None and upd_b is None:
         return text
-    return text + f" (`{wall_b}`" + ("" if upd_b == wall_b else f" / `{upd_b}`") + ")"
+    if wall_b == upd_b:
+        return text + f" (`{wall_b}`)"
+    names = ["-" if b is None else f"`{b}`" for b in (wall_b, upd_b)]
+    return text + f" ({names[0]} / {names[1]})"
 
 
 def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[str]) -> str:
