@@ -37,23 +37,29 @@ def need_sclite():
 
 
 # ------------------------------------------------------------------------------ train.log parsing
-def epoch_line(n: int, train: str, valid: str, count: int = 152) -> str:
+def epoch_line(n: int, train: str, valid: str, count: int = 152, cer: str = "0.911") -> str:
     """A line as ESPnet's trainer logs it (humanfriendly timespans; iter/train_time are per-iteration;
-    total_count: the training iterations so far, cumulative over epochs)."""
+    total_count: the training iterations so far, cumulative over epochs; cer: the valid cer_ctc field,
+    '' for none, as an EncRL step logs)."""
+    cer_field = f"cer_ctc={cer}, " if cer else ""
     return (
         f"[vm] 2026-11-27 03:00:43,626 (trainer:394) INFO: {n}epoch results: [train] iter_time=0.051, "
         f"forward_time=0.920, loss_ctc=110.732, loss=110.732, backward_time=1.021, grad_norm=148.242, "
         f"clip=100.000, loss_scale=1.000, optim_step_time=0.147, optim0_lr0=3.100e-04, train_time=2.174, "
-        f"time={train}, total_count={count}, [valid] loss_ctc=87.577, cer_ctc=0.911, loss_att=nan, acc=nan, "
+        f"time={train}, total_count={count}, [valid] loss_ctc=87.577, {cer_field}loss_att=nan, acc=nan, "
         f"cer=nan, wer=nan, loss=87.577, time={valid}, total_count=15"
     )
 
 
-def write_log(path: Path, epochs: list[tuple[str, str]], extra: list[str] = (), per_epoch: int = 100) -> Path:
-    """A train.log with one epoch line per ``(train, valid)`` time, ``per_epoch`` iterations each."""
+def write_log(path: Path, epochs: list[tuple[str, str]], extra: list[str] = (), per_epoch: int = 100,
+              cers: list[str] | None = None) -> Path:
+    """A train.log with one epoch line per ``(train, valid)`` time, ``per_epoch`` iterations each, the valid
+    CER of each epoch from ``cers`` (fractions as logged; default 0.911 everywhere)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["[vm] 2026-11-27 02:55:00,000 (trainer:300) INFO: some other line time=99 seconds"]
-    lines += [epoch_line(i, t, v, per_epoch * i) for i, (t, v) in enumerate(epochs, 1)] + list(extra)
+    cers = cers if cers is not None else ["0.911"] * len(epochs)
+    lines += [epoch_line(i, t, v, per_epoch * i, c) for i, ((t, v), c) in enumerate(zip(epochs, cers), 1)]
+    lines += list(extra)
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -101,7 +107,7 @@ def test_parse_epoch_times(tmp_path):
     )
     times = bm.parse_epoch_times(log)
     assert list(times) == [1, 2, 3]
-    assert times[1] == bm.EpochTime(330.52, 14.81, 100)
+    assert times[1] == bm.EpochTime(330.52, 14.81, 100, 91.1)  # cer_ctc=0.911 of [valid], in percent
     assert times[2].train == pytest.approx(3723.0) and times[2].valid == pytest.approx(5.18)
     assert times[3].total == pytest.approx(190.0)
     assert bm.seconds_list(times) == pytest.approx([345.33, 3728.18, 190.0])
@@ -470,7 +476,8 @@ def test_report_markdown_plot_and_logs(fake_tree):
     assert "bars 3x / 1.5x; wall 0.67x / " in bars and "**not met**" in bars
     # the reference's 5.0 against scratch's 75.0: the most a student that only matches its reference can get
     assert "|+73.3 % (bar >= 20 %: met)|+93.3 %|bars 3x" in bars
-    assert not any(x.startswith("|0.833|") for x in text.splitlines())
+    bars_table = text.split("### Against the bars (issue 10)")[1].split("###")[0]
+    assert not any(x.startswith("|0.833|") for x in bars_table.splitlines())
     assert "```sh\nlocal/benchmark.sh\n```" in text and "WARNING" not in text
     assert "commit `c0ffee` (clean tree; 1 invocation(s)), on CPU X (2 logical cores):" in text
     assert "![WER vs student training wall time](benchmark_wer_vs_time.png)" in text
@@ -484,8 +491,9 @@ def test_report_markdown_plot_and_logs(fake_tree):
     assert len((logs / "student_r67_encrl_seed1.encrl.train.log").read_text().splitlines()) == 2
     tsv = (logs / "student_r67_encrl_seed1.epochs.tsv").read_text().splitlines()
     assert tsv[0].split("\t") == ["epoch", "wall_seconds", "updates", "cum_wall_seconds", "cum_updates",
-                                  "cum_audio_seconds", "wer_dev"]
+                                  "cum_audio_seconds", "wer_dev", "valid_cer"]
     assert tsv[1].split("\t")[:5] == ["1", "60.0", "100", "180.0", "300.0"]
+    assert tsv[1].split("\t")[-1] == "91.1"
     errs = (logs / "test.utt_errors.tsv").read_text().splitlines()
     assert errs[0].startswith("utterance\tref_words\t") and len(errs) == 6
     assert (logs / "stage_times.tsv").is_file() and (logs / "student_r67_kd_seed1.student.json").is_file()
@@ -518,7 +526,7 @@ def test_report_before_the_epoch_decoding_has_no_target_and_says_nothing_was_mis
 def test_fastest_baseline_cell_names_each_measure_without_none():
     """The speed-up against the fastest baseline names one baseline, two where the measures differ, and
     '-' for a measure no baseline reached (never "`None`")."""
-    from espnet_lw.benchmark.report import _fmt_fastest
+    from espnet_lw.benchmark.cells import fmt_fastest as _fmt_fastest
 
     def fast(wall_b, upd_b, wall_x=2.0, upd_x=3.0):
         return {"wall_seconds": {"speedup": wall_x, "baseline": wall_b},
@@ -540,6 +548,17 @@ def test_report_names_code_from_another_checkout(fake_tree):
     same = bm.check_report(fake_tree, fake_tree / "exp", "report", False, state=CLEAN,
                            code_state={"commit": CLEAN["commit"], "clean": True, "dirty": []})
     assert same["clean"] and same["warnings"] == []
+    # another checkout at the same commit with uncommitted code: refused, like the recipe's own tree
+    edited = {"commit": CLEAN["commit"], "clean": False, "dirty": [" M espnet_lw/benchmark/compare.py"],
+              "root": "/elsewhere"}
+    with pytest.raises(UserError, match="another checkout.*uncommitted changes.*compare.py"):
+        bm.check_report(fake_tree, fake_tree / "exp", "report", False, state=CLEAN, code_state=edited)
+    allowed = bm.check_report(fake_tree, fake_tree / "exp", "report", True, state=CLEAN, code_state=edited)
+    assert not allowed["clean"] and any("compare.py" in w for w in allowed["warnings"])
+    # the recipe's own checkout (same root): its state already covers the code, outputs allowed
+    own = {**edited, "root": "/here"}
+    assert bm.check_report(fake_tree, fake_tree / "exp", "report", False, state={**CLEAN, "root": "/here"},
+                           code_state=own)["clean"]
 
 
 def test_report_names_later_invocations_with_other_arguments(fake_tree):
@@ -910,3 +929,98 @@ done
         assert r.returncode != 0 and msg in r.stderr, (bad, r.stderr)
     h = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
     assert h.returncode == 0 and "dev only" in h.stdout
+
+
+# ------------------------------------------------------------------ time to target on the validation CER
+def test_parse_valid_cer_missing_and_nan(tmp_path):
+    """An EncRL step logs no cer_ctc and a diverged epoch logs nan: both are 'unknown', not 0."""
+    log = write_log(tmp_path / "train.log", [("1 second", "1 second")] * 3, cers=["0.264", "", "nan"])
+    times = bm.parse_epoch_times(log)
+    assert [t.valid_cer for t in times.values()] == [26.4, None, None]
+    from espnet_lw.benchmark.timing import valid_cer_list
+
+    assert valid_cer_list({1: times[1], 3: times[3]}) == [26.4, None, None]  # epoch 2 missing from the log
+
+
+def set_cers(exp: Path, secs: int, cers: list[str]) -> None:
+    """Rewrite a fake system's train.log with these valid CERs (train ``secs`` + 10 s valid per epoch)."""
+    write_log(exp / "train.log", [(f"{secs} seconds", "10 seconds")] * len(cers), cers=cers)
+
+
+@pytest.fixture
+def cer_tree(fake_tree):
+    """fake_tree with valid CERs: scratch (mean of seeds 85, 39, 43, 40) reaches its own last-epoch CER (40)
+    at epoch 2; EncRL at its first fine-tune epoch; KD at its second; pruned never."""
+    exp = fake_tree / "exp"
+    set_cers(exp / "asr_student_r67_scratch_seed1", 50, ["0.80", "0.38", "0.45", "0.42"])
+    set_cers(exp / "asr_student_r67_scratch_seed2", 50, ["0.90", "0.40", "0.41", "0.38"])
+    set_cers(exp / "asr_student_r67_encrl_seed1", 50, ["0.39", "0.30"])
+    write_log(exp / "asr_student_r67_encrl_seed1" / "encrl" / "train.log", [("30 seconds", "10 seconds")] * 2,
+              cers=["", ""])
+    set_cers(exp / "asr_student_r67_kd_seed1", 50, ["0.45", "0.39"])
+    set_cers(exp / "asr_student_r67_pruned_seed1", 50, ["0.50", "0.45"])
+    return fake_tree
+
+
+def check_valid_cer_comparison(comp: dict) -> None:
+    c67 = comp["0.667"]
+    assert c67["target"]["set"] == "valid_cer" and c67["target"]["metric"] == "cer"
+    assert c67["target"]["wer"] == 40.0 and c67["target"]["epoch"] == 4
+    assert "validation CER (dev)" in c67["target"]["how"]
+    rows = {r["name"]: r for r in c67["systems"]}
+    sc = rows["student_r67_scratch"]["cost_to_target"]
+    assert sc["epoch"] == 2 and sc["wall_seconds"] == 120.0 and sc["updates"] == 200  # not its 4 epochs
+    assert rows["student_r67_scratch"]["final_valid_cer"] == 40.0
+    ec = rows["student_r67_encrl"]["cost_to_target"]
+    assert ec["epoch"] == 1 and ec["wall_seconds"] == 40.0 + 80.0 + 60.0 and ec["updates"] == 300
+    kd = rows["student_r67_kd"]["cost_to_target"]
+    assert kd["epoch"] == 2 and kd["wall_seconds"] == 40.0 + 120.0
+    assert rows["student_r67_pruned"]["cost_to_target"]["reached"] is False
+    fast = rows["student_r67_encrl"]["speedup_vs_fastest_baseline"]
+    assert fast["wall_seconds"] == {"baseline": "student_r67_scratch", "speedup": round(120 / 180, 3)}
+
+
+def test_report_has_the_valid_cer_comparison(cer_tree):
+    bench = bm.write_report(cer_tree, cer_tree / "exp", ["dev", "test"], ["dev"], "local/benchmark.sh", env={})
+    by = {s["name"]: s for s in bench["systems"]}
+    assert by["student_r67_encrl_seed1"]["valid_cer_per_epoch"] == [39.0, 30.0]
+    check_valid_cer_comparison(bench["comparison_valid_cer"])
+    text = (cer_tree / "RESULTS.md").read_text()
+    assert "### Time to target on the trainer's validation CER (dev, every epoch)" in text
+    row = next(x for x in text.splitlines() if x.startswith("|0.667|`student_r67_encrl`|"))
+    # fastest baseline per measure: scratch by wall (120 s); by updates scratch and KD tie (200), KD by name
+    assert row == "|0.667|`student_r67_encrl`|encrl|30.0 %|epoch 1/2|3m00s|300|0.67x / 0.67x|0.67x / 0.67x " \
+                  "(`student_r67_scratch` / `student_r67_kd`)|"
+    srow = next(x for x in text.splitlines() if x.startswith("|0.667|`student_r67_scratch`|"))
+    assert "|epoch 2/4 (target 40.0 %)|2m00s|200|1.00x / 1.00x|-|" in srow
+    assert "not reached" in next(x for x in text.splitlines() if x.startswith("|0.667|`student_r67_pruned`|"))
+    assert ("Ratio 0.667, `student_r67_encrl` against the bars (>= 3x vs scratch, >= 1.5x vs the fastest "
+            "baseline) on this target: wall 0.67x / 0.67x: **not met**; updates 0.67x / 0.67x: **not met**.") in text
+
+
+def test_from_logs_recomputes_it_from_a_committed_report(cer_tree, capsys):
+    """Without the exp dir, from benchmark.json and logs/benchmark/ alone: the same comparison; a run whose
+    log is missing or short is refused by name."""
+    bench = bm.write_report(cer_tree, cer_tree / "exp", ["dev", "test"], ["dev"], "local/benchmark.sh", env={})
+    shutil.rmtree(cer_tree / "exp")
+    from espnet_lw.benchmark.valid_cer import from_logs
+
+    logs = cer_tree / "logs" / "benchmark"
+    res = from_logs(cer_tree / "benchmark.json", logs)
+    assert res["comparison_valid_cer"] == json.loads(json.dumps(bench["comparison_valid_cer"]))
+    check_valid_cer_comparison(res["comparison_valid_cer"])
+    out_json, plot = cer_tree / "vc.json", cer_tree / "vc.png"
+    benchmark_cli.main(["from_logs", "--benchmark_json", str(cer_tree / "benchmark.json"), "--logs", str(logs),
+                        "--json", str(out_json), "--plot", str(plot)])
+    printed = capsys.readouterr().out
+    assert "|0.667|`student_r67_encrl`|encrl|30.0 %|epoch 1/2|3m00s|300|" in printed
+    assert "benchmark command `local/benchmark.sh`" in printed
+    assert json.loads(out_json.read_text())["comparison_valid_cer"] == res["comparison_valid_cer"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    short = logs / "student_r67_kd_seed1.train.log"
+    short.write_text(short.read_text().splitlines()[0] + "\n")
+    with pytest.raises(UserError, match="1 epochs logged, benchmark.json counts 2 for student_r67_kd_seed1"):
+        from_logs(cer_tree / "benchmark.json", logs)
+    short.unlink()
+    with pytest.raises(UserError, match="no epoch lines for student_r67_kd_seed1"):
+        from_logs(cer_tree / "benchmark.json", logs)

@@ -1,10 +1,10 @@
 """The students benchmark: reference, scratch / pruned / control / KD / EncRL students over seeds, loss
 ablations, time to a dev target, statistics, provenance.
 
-The command line is ``python -m espnet_lw.bin.benchmark {run,epochs,report}``; the work is here:
+The command line is ``python -m espnet_lw.bin.benchmark {run,epochs,report,from_logs}``; the work is here:
 
-* :mod:`~espnet_lw.benchmark.timing` - epoch wall times and updates from ``train.log``, time to
-  reach a WER;
+* :mod:`~espnet_lw.benchmark.timing` - epoch wall times, updates and the validation CER from
+  ``train.log``, time to reach a WER;
 * :mod:`~espnet_lw.benchmark.compare` - per ratio: seeds grouped, the dev target, cost to it,
   speed-ups, mean / spread, paired bootstrap against EncRL;
 * :mod:`~espnet_lw.benchmark.bootstrap` - per-utterance word errors, the paired bootstrap;
@@ -15,6 +15,9 @@ The command line is ``python -m espnet_lw.bin.benchmark {run,epochs,report}``; t
   budget configs;
 * :mod:`~espnet_lw.benchmark.epochs` - keeping every epoch checkpoint, decoding each (cached);
 * :mod:`~espnet_lw.benchmark.report` - benchmark.json, the RESULTS.md section, the plot;
+* :mod:`~espnet_lw.benchmark.valid_cer` - time to target on the trainer's per-epoch validation CER (dev),
+  also from a committed report's json and logs alone;
+* :mod:`~espnet_lw.benchmark.cells` - table cells the markdown shares (speed-ups, bars);
 * :mod:`~espnet_lw.benchmark.runner` - the ``./run.sh`` plan of a whole benchmark and running it.
 
 The names below are re-exported for convenience, loaded on first use: the device probe imports
@@ -55,8 +58,8 @@ _HOMES = {
     **dict.fromkeys(["MODES", "RESERVED", "check_run_args", "enter_recipe", "parse_seeds", "plan", "run_all",
                      "seeds_for"], "runner"),
     **dict.fromkeys(
-        ["BASELINES", "CACHE_USERS", "DEFAULT_DECODE", "KINDS", "System", "SystemDir", "discover_systems",
-         "read_student_json", "select_systems"], "systems"
+        ["BASELINES", "CACHE_USERS", "DEFAULT_DECODE", "KINDS", "System", "SystemDir", "VALID_CER",
+         "discover_systems", "read_student_json", "select_systems"], "systems"
     ),
     **dict.fromkeys(
         [
@@ -72,9 +75,11 @@ _HOMES = {
             "time_to_reach",
             "time_to_target",
             "updates_list",
+            "valid_cer_list",
         ],
         "timing",
     ),
+    **dict.fromkeys(["from_logs", "plot_valid_cer", "valid_cer_comparison", "valid_cer_lines"], "valid_cer"),
     **dict.fromkeys(["compare", "compare_ratio", "group_runs", "run_costs", "wer_stats"], "compare"),
     **dict.fromkeys(["BootstrapResult", "mean_errors", "paired_bootstrap", "utterance_errors", "word_errors"],
                     "bootstrap"),

@@ -6,7 +6,9 @@ Per ratio (key ``"0.667"``: the fraction of the reference's blocks removed):
   per set is given as mean, standard deviation (ddof 1; ``None`` for one run), min, max and n;
 * **target**: the WER of the scratch system at its last epoch on the target set (``dev``): with
   several scratch seeds, the mean over the seeds of their last-epoch WERs (the last epoch of the
-  mean curve). ``test`` is never used for it;
+  mean curve). ``test`` is never used for it. The target "set" may also be
+  :data:`~espnet_lw.benchmark.systems.VALID_CER`, the trainer's validation CER on dev at every epoch
+  (no per-epoch decoding needed): the same arithmetic on that curve;
 * **cost to target** of each system: the first epoch at which its *mean* (over its seeds) per-epoch
   curve is <= the target, and the mean over its seeds of the cumulative cost up to that epoch, in
   wall seconds (train + validation), optimizer updates and training audio seconds, everything the run
@@ -28,13 +30,18 @@ import statistics
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from espnet_lw.benchmark.bootstrap import mean_errors, paired_bootstrap
-from espnet_lw.benchmark.systems import BASELINES, CACHE_USERS, System
+from espnet_lw.benchmark.systems import BASELINES, CACHE_USERS, VALID_CER, System
 from espnet_lw.benchmark.timing import cumulative, last_value, mean_curve, ratio_key, speedup, time_to_target
 
 #: the cost measures, in the order the report shows them
 MEASURES = ("wall_seconds", "updates", "audio_seconds")
 
 UttErrors = Mapping[str, Tuple[float, int]]
+
+#: issue 10's bars: the relative test-WER improvement of EncRL over scratch, per ratio key
+BAR_VS_SCRATCH = {"0.667": 20.0, "0.833": 12.54}
+#: and, at 66.7 %, the speed-up to the dev target against scratch and against the fastest baseline
+BAR_SPEEDUP = {"0.667": (3.0, 1.5)}
 
 
 def run_costs(s: System, n_cache_users: int) -> Dict[str, List[Optional[float]]]:
@@ -89,18 +96,20 @@ def main_encrl(groups: Mapping[str, List[System]]) -> Optional[str]:
 def _target(runs: Optional[List[System]], dset: str) -> dict:
     if not runs:
         return {"set": dset, "wer": None, "system": None, "seeds": [], "how": "no scratch system at this ratio"}
-    epoch, wer = last_value(mean_curve([r.wer_curve(dset) for r in runs]))
-    how = (f"mean over {len(runs)} scratch seeds of their last-epoch {dset} WER" if len(runs) > 1
-           else f"the scratch run's last-epoch {dset} WER")
+    epoch, wer = last_value(mean_curve([r.curve(dset) for r in runs]))
+    what = "validation CER (dev)" if dset == VALID_CER else f"{dset} WER"
+    how = (f"mean over {len(runs)} scratch seeds of their last-epoch {what}" if len(runs) > 1
+           else f"the scratch run's last-epoch {what}")
     if wer is None:
         how += " (not available: the last epoch is not decoded on every seed)"
-    return {"set": dset, "wer": None if wer is None else round(wer, 3), "epoch": epoch,
+    return {"set": dset, "metric": "cer" if dset == VALID_CER else "wer",
+            "wer": None if wer is None else round(wer, 3), "epoch": epoch,
             "system": runs[0].group or runs[0].name, "seeds": [r.seed for r in runs], "how": how}
 
 
 def _cost(runs: List[System], dset: str, target: Optional[float], n_cache_users: int) -> dict:
     per_run = [run_costs(r, n_cache_users) for r in runs]
-    curve = mean_curve([r.wer_curve(dset) for r in runs])
+    curve = mean_curve([r.curve(dset) for r in runs])
     mean_costs = {m: mean_curve([c[m] for c in per_run]) for m in MEASURES}
     out = time_to_target(curve, mean_costs, target)
     ft = mean_curve([cumulative(r.seconds_per_epoch) for r in runs])
@@ -109,7 +118,7 @@ def _cost(runs: List[System], dset: str, target: Optional[float], n_cache_users:
     out["epochs_total"] = len(curve)
     out["per_seed"] = []
     for r, c in zip(runs, per_run):
-        one = time_to_target(r.wer_curve(dset), c, target)
+        one = time_to_target(r.curve(dset), c, target)
         out["per_seed"].append({"seed": r.seed, "name": r.name, **one})
     return out
 

@@ -55,7 +55,7 @@ def _status_path(line: str) -> str:
 
 
 def git_state(where: Path, outputs: Sequence[str] = ()) -> dict:
-    """``{"commit", "clean", "dirty": [porcelain lines]}`` of the repository containing ``where``.
+    """``{"commit", "clean", "dirty": [porcelain lines], "root"}`` of the repository containing ``where``.
 
     ``outputs``: paths relative to ``where`` (a trailing ``/``: a whole dir) that may differ from
     the commit without making the tree dirty. Outside git: commit ``None``, not clean.
@@ -83,7 +83,17 @@ def git_state(where: Path, outputs: Sequence[str] = ()) -> dict:
             continue
         dirty.append(line)
     return {"commit": command_output(["git", "rev-parse", "HEAD"], cwd=root_path), "clean": not dirty,
-            "dirty": dirty}
+            "dirty": dirty, "root": str(root_path)}
+
+
+def code_checkout_state(recipe_state: dict) -> Optional[dict]:
+    """The git state of the checkout the running ``espnet_lw`` comes from; ``None`` when that is the
+    recipe's own checkout (``recipe_state`` already covers it, with the recipe's outputs allowed)."""
+    here = Path(__file__).resolve().parent
+    root = command_output(["git", "rev-parse", "--show-toplevel"], cwd=here)
+    if root and recipe_state.get("root") and Path(root).resolve() == Path(recipe_state["root"]):
+        return None
+    return git_state(here)
 
 
 def _dirty_reason(state: dict) -> str:
@@ -156,17 +166,24 @@ def check_report(recipe: Path, expdir: Path, command: Optional[str], allow_dirty
 
     Refuses a dirty tree at report time unless ``allow_dirty``; warnings of either are collected in
     ``warnings`` (empty: one clean commit throughout). ``code_state``: the git state of the checkout the
-    running ``espnet_lw`` comes from (read when ``state`` is not given), which computes the numbers; a
-    commit other than the recipe's (the package of another checkout on the path) is a warning.
+    running ``espnet_lw`` comes from (read when ``state`` is not given, and only when it is another
+    checkout than the recipe's), which computes the numbers; a commit other than the recipe's (the
+    package of another checkout on the path) is a warning, and uncommitted changes there are refused
+    like the recipe's own unless ``allow_dirty``.
     """
     if state is None:
         state = git_state(recipe, RECIPE_OUTPUTS)
-        code_state = code_state or git_state(Path(__file__).resolve().parent)
+        code_state = code_state or code_checkout_state(state)
     record = load_record(expdir)
     warnings: List[str] = []
     if code_state and code_state["commit"] and code_state["commit"] != state["commit"]:
         warnings.append(f"report: the espnet_lw code that wrote it is at commit {code_state['commit']}, "
                         f"the recipe's checkout at {state['commit']}")
+    if code_state and not code_state["clean"] and code_state.get("root") != state.get("root"):
+        reason = "the espnet_lw code that computes it (another checkout) has " + _dirty_reason(code_state)
+        if not allow_dirty:
+            raise UserError("refusing to write the report: " + reason, fix=ALLOW_FIX)
+        warnings.append("report: " + reason)
     if not state["clean"]:
         if not allow_dirty:
             raise UserError("refusing to write the report: " + _dirty_reason(state), fix=ALLOW_FIX)

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_lw.benchmark.bootstrap import utterance_errors
-from espnet_lw.benchmark.compare import MEASURES, compare, run_costs
+from espnet_lw.benchmark.cells import fmt_fastest, fmt_x, met, speed_bar_cells
+from espnet_lw.benchmark.compare import BAR_SPEEDUP, BAR_VS_SCRATCH, MEASURES, compare, run_costs
 from espnet_lw.benchmark.epochs import load_epoch_cache, wer_per_epoch
 from espnet_lw.benchmark.provenance import data_fingerprint
 from espnet_lw.benchmark.systems import (
@@ -51,7 +52,9 @@ from espnet_lw.benchmark.timing import (
     parse_epoch_times,
     seconds_list,
     updates_list,
+    valid_cer_list,
 )
+from espnet_lw.benchmark.valid_cer import add_final_cer, valid_cer_comparison, valid_cer_lines
 from espnet_lw.utils.cli import UserError
 from espnet_lw.utils.env import (
     cpu_description,
@@ -156,6 +159,7 @@ def collect_systems(expdir: Path, dirs: Sequence[SystemDir], test_sets: Sequence
             identity=None if s.kind == "reference" else s.identity,
             updates_per_epoch=updates, encrl_updates=encrl_updates,
             train_audio_seconds=train_audio_seconds(s.conf, base), cache_share_seconds=own_share,
+            valid_cer_per_epoch=valid_cer_list(parsed),
         ))
     return systems
 
@@ -183,9 +187,12 @@ def build_benchmark(expdir: Path, test_sets: Sequence[str], epoch_sets: Sequence
     errors = {s.name: _utt_errors(d.exp, decode, test_sets) for s, d in zip(systems, dirs) if s.kind != "reference"}
     target_set = epoch_sets[0] if epoch_sets else None
     comparison = compare(systems, target_set, list(test_sets), n_users, errors, resamples, seed) if target_set else {}
+    comparison_cer = valid_cer_comparison(systems, n_users)
+    add_final_cer(comparison_cer, systems)
     bench = {
         "systems": [s.to_dict() for s in systems],
         "comparison": comparison,
+        "comparison_valid_cer": comparison_cer,
         "target_set": target_set,
         "epoch_test_sets": list(epoch_sets),
         "test_sets": list(test_sets),
@@ -208,10 +215,6 @@ def _fmt_wer(w: Optional[float]) -> str:
 
 def _fmt_ratio(r: Optional[float]) -> str:
     return "?" if r is None else f"{r:g}"
-
-
-def _fmt_x(x: Optional[float]) -> str:
-    return "-" if x is None else f"{x:.2f}x"
 
 
 def _fmt_stats(st: Optional[dict]) -> str:
@@ -285,14 +288,6 @@ def budget_lines(comp: dict, target_set: str) -> List[str]:
     return out
 
 
-#: issue 10's bars: the relative test-WER improvement of EncRL over scratch, per ratio key
-BAR_VS_SCRATCH = {"0.667": 20.0, "0.833": 12.54}
-#: and, at 66.7 %, the speed-up to the dev target against scratch and against the fastest baseline
-BAR_SPEEDUP = {"0.667": (3.0, 1.5)}
-
-
-def _met(ok: Optional[bool]) -> str:
-    return "?" if ok is None else ("met" if ok else "**not met**")
 
 
 def bar_rows(key: str, comp: dict, boot_set: Optional[str], ref_wer: Optional[float] = None) -> Optional[List[str]]:
@@ -321,21 +316,15 @@ def bar_rows(key: str, comp: dict, boot_set: Optional[str], ref_wer: Optional[fl
     bar = BAR_VS_SCRATCH.get(key)
     rel_txt = "-" if rel is None else f"{rel:+.1f} %"
     if bar is not None:
-        rel_txt += f" (bar >= {bar:g} %: {_met(None if rel is None else rel >= bar)})"
+        rel_txt += f" (bar >= {bar:g} %: {met(None if rel is None else rel >= bar)})"
     sp = BAR_SPEEDUP.get(key)
     speed_txt = "-"
     if sp is not None:
-        vs_s, fast = enc["speedup_vs_scratch"], enc.get("speedup_vs_fastest_baseline") or {}
-        cells = []
-        for m, label in (("wall_seconds", "wall"), ("updates", "updates")):
-            a, b = vs_s.get(m), (fast.get(m) or {}).get("speedup")
-            ok = None if a is None or b is None else (a >= sp[0] and b >= sp[1])
-            cells.append(f"{label} {_fmt_x(a)} / {_fmt_x(b)}: {_met(ok)}")
-        speed_txt = f"bars {sp[0]:g}x / {sp[1]:g}x; " + "; ".join(cells)
+        speed_txt = f"bars {sp[0]:g}x / {sp[1]:g}x; " + "; ".join(speed_bar_cells(enc, sp))
     ceiling = None if ref_wer is None or scratch is None else 100.0 * (mean(scratch) - ref_wer) / mean(scratch)
     return [key, _fmt_wer(e),
             "-" if best is None else f"{_fmt_wer(mean(best))} (`{best['name']}`)",
-            _met(beats), _fmt_boot(boot) + ("" if boot_ok is None else f" ({_met(boot_ok)})"),
+            met(beats), _fmt_boot(boot) + ("" if boot_ok is None else f" ({met(boot_ok)})"),
             rel_txt, "-" if ceiling is None else f"{ceiling:+.1f} %", speed_txt]
 
 
@@ -369,22 +358,6 @@ def later_commands(prov: Optional[dict], first: Optional[str]) -> List[str]:
         if cmd and cmd != first and cmd not in out:
             out.append(cmd)
     return out
-
-
-def _fmt_fastest(fast: Optional[dict]) -> str:
-    """A row's speed-up against the fastest baseline: ``wall / updates (`baseline`)``, both baselines named
-    where they differ (``-`` for a measure no baseline reaches the target in); ``-`` for a baseline row, no
-    name where no baseline reaches the target."""
-    if not fast:
-        return "-"
-    text = f"{_fmt_x(fast['wall_seconds']['speedup'])} / {_fmt_x(fast['updates']['speedup'])}"
-    wall_b, upd_b = fast["wall_seconds"]["baseline"], fast["updates"]["baseline"]
-    if wall_b is None and upd_b is None:
-        return text
-    if wall_b == upd_b:
-        return text + f" (`{wall_b}`)"
-    names = ["-" if b is None else f"`{b}`" for b in (wall_b, upd_b)]
-    return text + f" ({names[0]} / {names[1]})"
 
 
 def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[str]) -> str:
@@ -442,11 +415,11 @@ def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[s
             else:
                 wall = "not reached"
             vs_s = row["speedup_vs_scratch"]
-            fast_txt = _fmt_fastest(row.get("speedup_vs_fastest_baseline"))
+            fast_txt = fmt_fastest(row.get("speedup_vs_fastest_baseline"))
             cells = [name, row["kind"], row["init"] or "-", params, epochs]
             cells += [_fmt_stats(row["wer"].get(d)) for d in test_sets]
             cells += [boot, wall, _fmt_updates(c["updates"]),
-                      f"{_fmt_x(vs_s['wall_seconds'])} / {_fmt_x(vs_s['updates'])}", fast_txt]
+                      f"{fmt_x(vs_s['wall_seconds'])} / {fmt_x(vs_s['updates'])}", fast_txt]
             lines.append("|" + "|".join(cells) + "|")
         lines += budget_lines(comp, target_set)
     refs = [System.from_dict(s) for s in bench["systems"] if s["kind"] == "reference"]
@@ -457,6 +430,7 @@ def render_markdown(bench: dict, test_sets: Sequence[str], plot_name: Optional[s
                       f"{human_duration(bench.get('reference_cache_seconds') or 0.0)}, shared by "
                       f"{bench.get('cache_users', 0)} KD/EncRL runs."]
     lines += bar_lines(bench, boot_set)
+    lines += valid_cer_lines(bench.get("comparison_valid_cer") or {})
     if not bench.get("comparison"):
         lines += ["", "No comparison: no student with per-epoch WERs on the target set yet."]
     if plot_name:
@@ -545,7 +519,8 @@ def copy_logs(dest: Path, expdir: Path, dirs: Sequence[SystemDir], bench: dict, 
     """The logs behind every number, small, into ``dest`` (emptied first: it is the report's own):
 
     ``<run>.train.log`` / ``<run>.encrl.train.log`` (the epoch-summary lines only), ``<run>.epochs.tsv``
-    (per epoch: wall seconds, updates, cumulative cost with what was paid before, WER per epoch set),
+    (per epoch: wall seconds, updates, cumulative cost with what was paid before, WER per epoch set, the
+    trainer's validation CER),
     ``<run>.student.json``, ``<set>.utt_errors.tsv`` (per utterance: reference words and each run's
     word errors: what the bootstrap resamples), ``stage_times.tsv``, ``provenance.json``.
     """
@@ -568,13 +543,14 @@ def copy_logs(dest: Path, expdir: Path, dirs: Sequence[SystemDir], bench: dict, 
         sets = sorted(s.wer_per_epoch)
         costs = run_costs(s, n_users) if s.kind != "reference" else None
         head = ["epoch", "wall_seconds", "updates"] + ([f"cum_{m}" for m in MEASURES] if costs else [])
-        rows = [head + [f"wer_{x}" for x in sets]]
+        rows = [head + [f"wer_{x}" for x in sets] + ["valid_cer"]]
         for e in range(1, len(s.seconds_per_epoch) + 1):
             row = [e, s.seconds_per_epoch[e - 1],
                    s.updates_per_epoch[e - 1] if e - 1 < len(s.updates_per_epoch) else None]
             if costs:
                 row += [None if costs[m][e - 1] is None else round(costs[m][e - 1], 3) for m in MEASURES]
             row += [s.wer_curve(x)[e - 1] if e - 1 < len(s.wer_curve(x)) else None for x in sets]
+            row.append(s.valid_cer_per_epoch[e - 1] if e - 1 < len(s.valid_cer_per_epoch) else None)
             rows.append(row)
         (dest / f"{d.name}.epochs.tsv").write_text(_tsv(rows), encoding="utf-8")
     for dset in bench.get("test_sets") or []:

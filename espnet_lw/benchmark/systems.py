@@ -38,6 +38,9 @@ CACHE_USERS = ("kd", "encrl")
 _SEED_SUFFIX = re.compile(r"_seed(\d+)$")
 #: the decode dir whose sclite results are the "final" WER (stage 12's default tag)
 DEFAULT_DECODE = "decode_ctc_greedy_asr_model_valid.loss.ave"
+#: the name of the curve of the trainer's own validation CER (``[valid] cer_ctc`` of every epoch, on the
+#: valid set: dev), usable wherever a decoded set's name is (a target, a cost to it)
+VALID_CER = "valid_cer"
 
 
 @dataclass
@@ -67,10 +70,17 @@ class System:
     encrl_updates: Optional[int] = None
     train_audio_seconds: Optional[float] = None  #: audio of one pass over the training set
     cache_share_seconds: float = 0.0  #: KD / EncRL: the run's share of the reference-target cache
+    #: the trainer's validation CER (%) per CTC epoch (``[valid] cer_ctc``; None: not logged)
+    valid_cer_per_epoch: List[Optional[float]] = field(default_factory=list)
 
     def wer_curve(self, dset: Optional[str]) -> List[Optional[float]]:
         """WER per epoch on ``dset`` (``[]`` when not decoded)."""
         return (self.wer_per_epoch or {}).get(dset) or []
+
+    def curve(self, name: Optional[str]) -> List[Optional[float]]:
+        """The per-epoch error curve called ``name``: :data:`VALID_CER` (the trainer's validation CER) or a
+        decoded set's WER (:meth:`wer_curve`)."""
+        return list(self.valid_cer_per_epoch or []) if name == VALID_CER else self.wer_curve(name)
 
     def to_dict(self) -> dict:
         """The system as benchmark.json holds it."""

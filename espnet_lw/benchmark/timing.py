@@ -1,9 +1,11 @@
 """Cost of training, from ESPnet's ``train.log``, and the time-to-target arithmetic built on it.
 
-Per epoch, ESPnet's ``<N>epoch results: [train] ... time=..., total_count=... [valid] ... time=...``
-lines of each ``train.log`` give the wall time (train + validation) and the cumulative number of
-training iterations (``total_count``); optimizer updates of an epoch = its iterations // ``accum_grad``
-(the trainer steps every ``accum_grad`` iterations).
+Per epoch, ESPnet's ``<N>epoch results: [train] ... time=..., total_count=... [valid] ... cer_ctc=...,
+time=...`` lines of each ``train.log`` give the wall time (train + validation), the cumulative number of
+training iterations (``total_count``) and the validation CER of the CTC head (``cer_ctc``: greedy CTC on
+the valid set, which is dev in these recipes; computed by the trainer at every epoch, so it costs no
+decoding); optimizer updates of an epoch = its iterations // ``accum_grad`` (the trainer steps every
+``accum_grad`` iterations).
 
 Time to target (:func:`time_to_target`): the first epoch whose WER is <= the target, and the
 cumulative cost (wall seconds, updates, training audio seconds) up to and including it, starting
@@ -15,6 +17,7 @@ student's share of the reference-target cache). The comparison that uses it is
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ _EPOCH_LINE = re.compile(r"\b(\d+)epoch results: (.*)$")
 # "time=" not preceded by a word character (so not "train_time=" / "iter_time="), up to the next ", key=" / "["
 _TIME_FIELD = re.compile(r"(?<![\w.])time=(.*?)(?=, [A-Za-z_][\w]*=|,? \[|,?\s*$)")
 _COUNT_FIELD = re.compile(r"(?<![\w.])total_count=(\d+)")
+_CER_CTC_FIELD = re.compile(r"(?<![\w.])cer_ctc=([0-9.eE+-]+|nan)")
 
 
 def parse_timespan(text: str) -> float:
@@ -51,11 +55,14 @@ def parse_timespan(text: str) -> float:
 @dataclass(frozen=True)
 class EpochTime:
     """Wall time of one epoch: training and validation, in seconds; ``count``: the training iterations
-    counted so far (ESPnet's cumulative ``total_count`` of ``[train]``), ``None`` when not logged."""
+    counted so far (ESPnet's cumulative ``total_count`` of ``[train]``), ``None`` when not logged;
+    ``valid_cer``: the validation CER of the CTC head in percent (``[valid] cer_ctc``), ``None`` when not
+    logged (an EncRL step has no CTC validation) or ``nan``."""
 
     train: float
     valid: float
     count: Optional[int] = None
+    valid_cer: Optional[float] = None
 
     @property
     def total(self) -> float:
@@ -85,8 +92,17 @@ def parse_epoch_times(log: Path | str) -> Dict[int, EpochTime]:
         if _TIME_FIELD.search(train_part) is None:
             logging.warning("%s: epoch %s has no train time: %s", log, m.group(1), line[:200])
         count = _COUNT_FIELD.search(train_part)
-        out[int(m.group(1))] = EpochTime(secs[0], secs[1], int(count.group(1)) if count else None)
+        out[int(m.group(1))] = EpochTime(secs[0], secs[1], int(count.group(1)) if count else None,
+                                         _percent(_CER_CTC_FIELD.search(valid_part)))
     return dict(sorted(out.items()))
+
+
+def _percent(match: Optional[re.Match]) -> Optional[float]:
+    """A logged fraction (``0.264``) as a percentage rounded to 3 decimals; ``None`` for no match / nan."""
+    if match is None:
+        return None
+    value = float(match.group(1))
+    return None if math.isnan(value) else round(100.0 * value, 3)
 
 
 def train_seconds(log: Path | str) -> Optional[float]:
@@ -101,6 +117,13 @@ def seconds_list(times: Dict[int, EpochTime]) -> List[float]:
     if not times:
         return []
     return [round(times[e].total, 3) if e in times else 0.0 for e in range(1, max(times) + 1)]
+
+
+def valid_cer_list(times: Dict[int, EpochTime]) -> List[Optional[float]]:
+    """Validation CER (%) per epoch 1..max; ``None`` where the epoch is missing or logged none."""
+    if not times:
+        return []
+    return [times[e].valid_cer if e in times else None for e in range(1, max(times) + 1)]
 
 
 def updates_list(times: Dict[int, EpochTime], accum_grad: int = 1) -> List[Optional[int]]:

@@ -1,7 +1,7 @@
 """The students benchmark: reference; scratch / pruned / control / KD / EncRL students at each ratio, over
 seeds; loss ablations; time to a dev target; statistics; provenance.
 
-Three subcommands, each with ``--help``; run them from a recipe dir (``--recipe_dir``)::
+Four subcommands, each with ``--help``; run them from a recipe dir (``--recipe_dir``)::
 
     # everything: check the checkout, train (skipping what is trained), decode every epoch on dev, report
     python -m espnet_lw.bin.benchmark run --recipe_dir . [--ratios "50 67 83"] [--seeds "1 2 3"] \\
@@ -13,8 +13,12 @@ Three subcommands, each with ``--help``; run them from a recipe dir (``--recipe_
     python -m espnet_lw.bin.benchmark epochs --recipe_dir . [--epoch_test_sets dev]
     # benchmark.json, the RESULTS.md section, the plot and logs/benchmark/, from the exp dirs as they are
     python -m espnet_lw.bin.benchmark report --recipe_dir . [--allow_dirty]
+    # time to target on the trainer's validation CER, from a committed report alone (no exp dir)
+    python -m espnet_lw.bin.benchmark from_logs --benchmark_json benchmark.json --logs logs/benchmark
 
-``local/benchmark.sh`` in a recipe is a thin wrapper of ``run``. The work is done by the package
+``local/benchmark.sh`` in a recipe is a thin wrapper of ``run``. ``from_logs`` prints (markdown) the time to
+target on the validation CER that ESPnet's trainer logs at every epoch (:mod:`espnet_lw.benchmark.valid_cer`),
+recomputed from ``benchmark.json`` and the logs a report committed. The work is done by the package
 ``espnet_lw.benchmark``: what ``run`` trains and in which order is :mod:`espnet_lw.benchmark.runner`;
 the checks of the checkout (one clean commit, ``--allow_dirty``) :mod:`espnet_lw.benchmark.provenance`;
 the dev target, the cost to it (wall seconds, updates, audio seconds, everything a student pays) and
@@ -25,6 +29,7 @@ the statistics (mean / std / min-max over seeds, paired bootstrap against EncRL)
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 from pathlib import Path
 from typing import List, Optional
@@ -34,7 +39,9 @@ from espnet_lw.benchmark.provenance import check_report
 from espnet_lw.benchmark.report import write_report
 from espnet_lw.benchmark.runner import MODES, enter_recipe, parse_seeds, run_all
 from espnet_lw.benchmark.systems import DEFAULT_DECODE, discover_systems, select_systems
+from espnet_lw.benchmark.valid_cer import from_logs, plot_valid_cer, valid_cer_lines
 from espnet_lw.utils.cli import UserError, run_main, setup_logging, split_passthrough
+from espnet_lw.utils.io import atomic_write_text
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -98,7 +105,32 @@ def get_parser() -> argparse.ArgumentParser:
                      help="write the report from a dirty tree (marked in the report)")
     rep.add_argument("--logs", default="logs/benchmark",
                      help="where the logs behind the numbers go, relative to the markdown file's dir ('': none)")
+
+    fl = sub.add_parser("from_logs", formatter_class=fmt,
+                        help="time to target on the trainer's validation CER, from a committed report",
+                        description="Recompute the time to target on ESPnet's per-epoch validation CER (dev) "
+                                    "from a report's benchmark.json and its logs dir alone (no exp dir, no "
+                                    "decoding) and print it as markdown.")
+    fl.add_argument("--benchmark_json", default="benchmark.json", help="the report's benchmark.json")
+    fl.add_argument("--logs", default="logs/benchmark", help="the report's logs dir (<run>.train.log files)")
+    fl.add_argument("--plot", default="", help="also draw dev CER vs cost per ratio into this PNG ('': none)")
+    fl.add_argument("--json", default="", help="also write the comparison to this JSON file ('': none)")
+    fl.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
+
+
+def _from_logs(args: argparse.Namespace) -> None:
+    res = from_logs(Path(args.benchmark_json), Path(args.logs))
+    prov = res.get("provenance") or {}
+    print(f"From `{args.benchmark_json}` and `{args.logs}/` ({len(res['systems_read'])} runs; benchmark command "
+          f"`{res.get('command')}` at commit `{prov.get('commit', '?')}`, "
+          f"{'clean tree' if prov.get('clean') else 'tree state: see its provenance'}).")
+    print("\n".join(valid_cer_lines(res["comparison_valid_cer"])))
+    if args.plot:
+        plot_valid_cer(res["_systems"], res["cache_users"], res["comparison_valid_cer"], Path(args.plot))
+    if args.json:
+        out = {k: v for k, v in res.items() if not k.startswith("_")}
+        atomic_write_text(Path(args.json), json.dumps(out, indent=1) + "\n")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -107,6 +139,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     setup_logging(args.log_level)
     if run_args and args.cmd != "run":
         raise UserError("options after '--' are for ./run.sh: only the 'run' subcommand takes them")
+    if args.cmd == "from_logs":
+        _from_logs(args)
+        return
     epoch_sets = args.epoch_test_sets.split()
     if args.cmd == "run":
         if args.command is None:
