@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from espnet_lw.benchmark.cells import fmt_fastest, fmt_x, speed_bar_cells
-from espnet_lw.benchmark.compare import BAR_SPEEDUP, compare, run_costs
+from espnet_lw.benchmark.compare import BAR_SPEEDUP, compare, group_runs, run_costs
 from espnet_lw.benchmark.systems import CACHE_USERS, VALID_CER, System
 from espnet_lw.benchmark.timing import mean_curve, parse_epoch_times, valid_cer_list
 from espnet_lw.utils.cli import UserError
@@ -80,12 +80,10 @@ def valid_cer_lines(comparison: Dict[str, dict], heading: str = "###") -> List[s
 
 def add_final_cer(comparison: Dict[str, dict], systems: Sequence[System]) -> None:
     """Each row of ``comparison`` gets ``final_valid_cer``: its mean validation CER at the last epoch."""
-    by_group: Dict[str, List[System]] = {}
-    for s in systems:
-        by_group.setdefault(s.group or s.name, []).append(s)
-    for comp in comparison.values():
+    groups = group_runs(systems)
+    for key, comp in comparison.items():
         for row in comp["systems"]:
-            curve = mean_curve([r.curve(VALID_CER) for r in by_group.get(row["name"], [])])
+            curve = mean_curve([r.curve(VALID_CER) for r in groups[key][row["name"]]])
             row["final_valid_cer"] = curve[-1] if curve else None
 
 
@@ -93,9 +91,10 @@ def from_logs(bench_json: Path, logs: Path) -> dict:
     """The validation-CER comparison of a committed report: the systems of ``bench_json`` with their
     validation CER read from ``<logs>/<run>.train.log`` (the epoch lines the report copies there).
 
-    Returns ``{"comparison_valid_cer": ..., "systems_read": [...], "systems_missing": [...], "command":
-    the benchmark's command, "provenance": its record}``. A run whose log is missing, or logs fewer epochs
-    than benchmark.json counts, is refused by name: the numbers would silently mix sources."""
+    Returns ``{"comparison_valid_cer": ..., "systems_read": [...], "command": the benchmark's command,
+    "provenance": its record, "cache_users"}`` (and ``"_systems"``, the records, for the plot). A run whose
+    log is missing, or logs another number of epochs than benchmark.json counts, is refused by name: the
+    numbers would silently mix sources."""
     if not bench_json.is_file():
         raise UserError("no such benchmark.json", str(bench_json), "give the report's benchmark.json")
     if not logs.is_dir():
@@ -126,7 +125,7 @@ def from_logs(bench_json: Path, logs: Path) -> dict:
     n_users = sum(1 for s in systems if s.kind in CACHE_USERS)
     comparison = valid_cer_comparison(systems, n_users)
     add_final_cer(comparison, systems)
-    return {"comparison_valid_cer": comparison, "systems_read": read, "systems_missing": missing,
+    return {"comparison_valid_cer": comparison, "systems_read": read,
             "command": bench.get("command"), "provenance": bench.get("provenance"),
             "_systems": systems, "cache_users": n_users}
 
@@ -146,9 +145,7 @@ def plot_valid_cer(systems: Sequence[System], n_cache_users: int, comparison: Di
     if not keys:
         return False
     fig, axes = plt.subplots(2, len(keys), figsize=(5 * len(keys), 8), squeeze=False)
-    groups: Dict[str, List[System]] = {}
-    for s in systems:
-        groups.setdefault(s.group or s.name, []).append(s)
+    groups = group_runs(systems)
     measures = (("wall_seconds", 1 / 60.0, "student training wall time, minutes (cache share + EncRL incl.)"),
                 ("updates", 1.0, "optimizer updates (EncRL incl.)"))
     for col, key in enumerate(keys):
@@ -156,7 +153,7 @@ def plot_valid_cer(systems: Sequence[System], n_cache_users: int, comparison: Di
         for row_i, (measure, scale, xlabel) in enumerate(measures):
             ax = axes[row_i][col]
             for row in comp["systems"]:
-                runs = groups.get(row["name"], [])
+                runs = groups[key][row["name"]]
                 cer = mean_curve([r.curve(VALID_CER) for r in runs])
                 cost = mean_curve([run_costs(r, n_cache_users)[measure] for r in runs])
                 pts = [(x * scale, c) for x, c in zip(cost, cer) if x is not None and c is not None]
